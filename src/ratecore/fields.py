@@ -1,0 +1,119 @@
+"""Cell values under the CSV conventions of SPEC §1, parsed a column at a time.
+
+Every parser takes an Arrow string array and returns the parsed values plus a
+boolean numpy mask of the cells that did not parse, so callers can name the
+file, line and column of each bad cell without a Python loop per row.
+Money is parsed to int64 micro-units and never passes through a float.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+MICRO = 1_000_000
+#: Money and prices carry at most 12 integer digits: micro-units then fit in
+#: int64 with room for ``rate * seconds`` (see ratecore_ext/_tables.pxd).
+MONEY_RE = r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$"
+_TZ_RE = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+def _strings(arr) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())
+    return pc.utf8_trim_whitespace(arr)
+
+
+def blank(arr) -> np.ndarray:
+    """Mask of empty (or null) cells."""
+    s = _strings(arr)
+    return np.asarray(pc.fill_null(pc.equal(pc.utf8_length(s), 0), True))
+
+
+def to_mask(arr) -> np.ndarray:
+    """A boolean Arrow array (nulls as False) as a numpy bool array."""
+    return np.asarray(pc.fill_null(arr, False), dtype=bool)
+
+
+def parse_timestamps(arr) -> tuple[np.ndarray, np.ndarray]:
+    """ISO 8601 timestamps, or bare dates meaning 00:00:00 UTC, to UTC µs.
+
+    Strings with a zone offset are converted to UTC; strings without one are
+    taken as UTC. Empty cells are bad here; callers decide on defaults.
+    """
+    s = _strings(arr)
+    n = len(s)
+    has_tz = to_mask(pc.match_substring_regex(s, _TZ_RE))
+    out = np.zeros(n, dtype=np.int64)
+    bad = np.zeros(n, dtype=bool)
+    for zoned in (False, True):
+        idx = np.flatnonzero(has_tz == zoned)
+        if len(idx) == 0:
+            continue
+        part = s.take(pa.array(idx))
+        target = pa.timestamp("us", tz="UTC") if zoned else pa.timestamp("us")
+        try:
+            parsed = pc.cast(part, target)
+            values = np.asarray(parsed.cast(pa.int64()).fill_null(0))
+            out[idx] = values
+            bad[idx] = np.asarray(parsed.is_null())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            # slow path, only for a column that has bad cells: find them
+            for j, k in enumerate(idx):
+                try:
+                    out[k] = pc.cast(part.slice(j, 1), target).cast(pa.int64())[0].as_py()
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+                    bad[k] = True
+    return out, bad
+
+
+def parse_money(arr) -> tuple[np.ndarray, np.ndarray]:
+    """Decimal strings (at most 6 fractional digits) to int64 micro-units."""
+    s = _strings(arr)
+    bad = ~to_mask(pc.match_substring_regex(s, MONEY_RE))
+    good = pc.if_else(pa.array(bad), "0", s)
+    dec = pc.cast(good, pa.decimal128(18, 6))
+    # decimal128 values are 16-byte little-endian two's complement integers of
+    # micro-units; with at most 12 integer digits the low 8 bytes hold them.
+    words = np.frombuffer(dec.buffers()[1], dtype=np.int64)
+    micro = words[2 * dec.offset: 2 * (dec.offset + len(dec)): 2].copy()
+    return micro, bad
+
+
+def money_problem(text: str) -> str:
+    """Why a money cell failed MONEY_RE, in words."""
+    t = text.strip()
+    if "." in t and len(t.split(".", 1)[1]) > 6:
+        return f"{t!r} has more than 6 decimal places"
+    return f"{t!r} is not a decimal amount"
+
+
+def parse_bool(arr) -> tuple[np.ndarray, np.ndarray]:
+    """true/false, 1/0, yes/no (any case); empty cells parse as False."""
+    s = pc.utf8_lower(_strings(arr))
+    is_true = to_mask(pc.is_in(s, pa.array(_TRUE)))
+    is_false = to_mask(pc.is_in(s, pa.array(_FALSE + ("",))))
+    return is_true, ~(is_true | is_false)
+
+
+def parse_int(arr, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whole numbers within [lo, hi]."""
+    s = _strings(arr)
+    bad = ~to_mask(pc.match_substring_regex(s, r"^-?[0-9]{1,18}$"))
+    good = pc.if_else(pa.array(bad), "0", s)
+    values = np.asarray(pc.cast(good, pa.int64()))
+    bad |= (values < lo) | (values > hi)
+    return np.where(bad, 0, values), bad
+
+
+def format_micro(micro: int) -> str:
+    """Micro-units as a plain decimal string, e.g. 1500 -> '0.0015'."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(int(micro)), MICRO)
+    text = f"{sign}{whole}.{frac:06d}".rstrip("0")
+    return text[:-1] if text.endswith(".") else text
