@@ -117,3 +117,22 @@ def format_micro(micro: int) -> str:
     whole, frac = divmod(abs(int(micro)), MICRO)
     text = f"{sign}{whole}.{frac:06d}".rstrip("0")
     return text[:-1] if text.endswith(".") else text
+
+
+def micro_to_decimal(micro: np.ndarray, null_mask: np.ndarray | None = None) -> pa.Array:
+    """int64 micro-units as decimal128(18, 6), exactly and without a loop.
+
+    A decimal128 value is a 16-byte little-endian two's complement integer
+    of 10**-scale units; with scale 6 that integer is the micro-unit count.
+    """
+    micro = np.ascontiguousarray(micro, dtype=np.int64)
+    words = np.empty((len(micro), 2), dtype=np.int64)
+    words[:, 0] = micro
+    words[:, 1] = micro >> 63
+    validity = None
+    null_count = 0
+    if null_mask is not None and null_mask.any():
+        validity = pa.array(~null_mask).buffers()[1]
+        null_count = int(null_mask.sum())
+    return pa.Array.from_buffers(pa.decimal128(18, 6), len(micro),
+                                 [validity, pa.py_buffer(words)], null_count=null_count)
