@@ -90,3 +90,9 @@ def lookup(book, const int16_t[::1] table, const int64_t[::1] padded,
         for i in range(n):
             out[i] = find_row(&tb, table[i], padded[i], ndigits[i], at[i])
     return out_arr
+
+
+from _tables cimport Node, Version, RowTerms
+
+#: C struct sizes, checked against the numpy dtypes of ratecore.deck.
+STRUCT_SIZES = {"Node": sizeof(Node), "Version": sizeof(Version), "RowTerms": sizeof(RowTerms)}

@@ -134,7 +134,7 @@ def test_bom_and_spaces_in_header(tmp):
 def test_timestamps_with_offsets(tmp):
     book = load_rate_book(write_deck(tmp / "d.csv", [
         deck_row("44", effective_from="2024-01-01T02:00:00+02:00")]))
-    assert book.ver_from[0] == 1704067200 * 10**6
+    assert book.versions["eff_from"][0] == 1704067200 * 10**6
 
 
 # --- flattening -------------------------------------------------------------
@@ -183,3 +183,11 @@ def test_compiled_tables_cover_number_space(tmp):
                    key=len, default=None)
         got = book.rows.column("prefix")[row].as_py() if row >= 0 else None
         assert got == best, digits
+
+
+def test_struct_layout_matches_numpy_dtypes():
+    """The kernels read nodes, versions and row terms as C structs."""
+    from ratecore.deck import NODE_DTYPE, ROW_DTYPE, VERSION_DTYPE
+    assert _lookup.STRUCT_SIZES == {"Node": NODE_DTYPE.itemsize,
+                                    "Version": VERSION_DTYPE.itemsize,
+                                    "RowTerms": ROW_DTYPE.itemsize}

@@ -40,6 +40,17 @@ OPEN_END = np.iinfo(np.int64).max
 N_BUCKETS = 10_000
 SPACE = 10**15
 
+# Arrays of structs read by the kernels: these mirror Node, Version and
+# RowTerms in ratecore_ext/_tables.pxd field for field (tests check sizes).
+NODE_DTYPE = np.dtype([("eff_from", "<i8"), ("eff_to", "<i8"), ("row", "<i4"),
+                       ("parent", "<i4"), ("vstart", "<i4"), ("vend", "<i4"),
+                       ("plen", "i1")], align=True)
+VERSION_DTYPE = np.dtype([("eff_from", "<i8"), ("eff_to", "<i8"), ("row", "<i4")], align=True)
+ROW_DTYPE = np.dtype([("rate", "<i8"), ("connect_fee", "<i8"), ("min_charge", "<i8"),
+                      ("quantum", "<i8"), ("inc1", "<i4"), ("inc2", "<i4"),
+                      ("rounding", "i1"), ("blocked", "i1"), ("number_class", "i1")],
+                     align=True)
+
 
 def _country_codes() -> frozenset[str]:
     import phonenumbers
@@ -329,28 +340,44 @@ class RateBook:
                 np.searchsorted(s, bucket_points, side="right") - 1 + n_ranges
             n_ranges += len(s)
 
+        n_nodes = len(node_first)
+        node_vend = np.append(node_first[1:], n).astype(np.int32)
+        single = (node_vend - node_first) == 1
+        nodes = np.zeros(max(n_nodes, 1), dtype=NODE_DTYPE)
+        nodes["eff_from"][:n_nodes] = np.where(single, eff_from[order][node_first], 0)
+        nodes["eff_to"][:n_nodes] = np.where(single, eff_to[order][node_first], 0)
+        nodes["row"][:n_nodes] = np.where(single, order[node_first], -1)
+        nodes["parent"][:n_nodes] = node_parent
+        nodes["vstart"][:n_nodes] = node_first
+        nodes["vend"][:n_nodes] = node_vend
+        nodes["plen"][:n_nodes] = node_len
+
+        versions = np.zeros(max(n, 1), dtype=VERSION_DTYPE)
+        versions["eff_from"][:n] = eff_from[order]
+        versions["eff_to"][:n] = eff_to[order]
+        versions["row"][:n] = order
+
+        terms = np.zeros(max(n, 1), dtype=ROW_DTYPE)
+        terms["rate"][:n] = np.asarray(rows.column("rate"))
+        terms["connect_fee"][:n] = np.asarray(rows.column("connect_fee"))
+        terms["min_charge"][:n] = np.asarray(rows.column("min_charge"))
+        terms["quantum"][:n] = 10 ** (6 - np.asarray(rows.column("decimals")).astype(np.int64))
+        terms["inc1"][:n] = np.asarray(rows.column("initial_increment"))
+        terms["inc2"][:n] = np.asarray(rows.column("next_increment"))
+        terms["rounding"][:n] = np.asarray(
+            pc.index_in(rows.column("rounding"), pa.array(ROUNDINGS)))
+        terms["blocked"][:n] = np.asarray(rows.column("blocked"))
+        terms["number_class"][:n] = np.asarray(
+            pc.index_in(rows.column("number_class"), pa.array(NUMBER_CLASSES)))
+
         self.bucket = bucket
         self.range_start = np.concatenate(starts)
         self.range_node = np.concatenate(labels)
-        self.node_plen = node_len.astype(np.int8)
-        self.node_parent = node_parent
-        self.node_vstart = node_first.astype(np.int32)
-        self.node_vend = np.append(node_first[1:], n).astype(np.int32)
-        self.ver_from = eff_from[order]
-        self.ver_to = eff_to[order]
-        self.ver_row = order.astype(np.int32)
-
-        self.row_rate = np.asarray(rows.column("rate"))
-        self.row_connect_fee = np.asarray(rows.column("connect_fee"))
-        self.row_min_charge = np.asarray(rows.column("min_charge"))
-        self.row_inc1 = np.asarray(rows.column("initial_increment"))
-        self.row_inc2 = np.asarray(rows.column("next_increment"))
-        self.row_quantum = (10 ** (6 - np.asarray(rows.column("decimals")).astype(np.int64)))
-        self.row_rounding = np.asarray(
-            pc.index_in(rows.column("rounding"), pa.array(ROUNDINGS))).astype(np.int8)
-        self.row_blocked = np.asarray(rows.column("blocked")).astype(np.uint8)
-        self.row_number_class = np.asarray(
-            pc.index_in(rows.column("number_class"), pa.array(NUMBER_CLASSES))).astype(np.int8)
+        self.nodes = nodes
+        self.versions = versions
+        self.row_terms = terms
+        for a in (self.nodes, self.versions, self.row_terms):
+            a.flags.writeable = False
 
     def _check_overlaps(self, order, new_node, eff_from, eff_to) -> None:
         same = ~new_node[1:]

@@ -45,9 +45,9 @@ def rated_table(cdrs: pa.Table, priced: Priced, book: RateBook) -> pa.Table:
     out["service"] = _dict(priced.service, pa.array(SERVICES), no_service)
     for name in ("deck", "prefix", "destination", "country", "number_class"):
         out[name] = _dict(row, rows.column(name).combine_chunks(), no_row)
-    out["rate"] = fields.micro_to_decimal(book.row_rate[row], no_row)
+    out["rate"] = fields.micro_to_decimal(book.row_terms["rate"][row], no_row)
     out["billable_seconds"] = pa.array(priced.billable)
-    out["connect_fee"] = fields.micro_to_decimal(book.row_connect_fee[row], no_row)
+    out["connect_fee"] = fields.micro_to_decimal(book.row_terms["connect_fee"][row], no_row)
     out["charge"] = fields.micro_to_decimal(priced.charge)
     out["currency"] = _dict(row, rows.column("currency").combine_chunks(), no_row)
     out["status"] = _dict(priced.status, pa.array(STATUSES), priced.status < 0)

@@ -45,8 +45,14 @@ class Priced:
     status: np.ndarray    # int8, index into STATUSES; negative = reject
     service: np.ndarray   # int8, index into SERVICES; -1 for free calls
     row: np.ndarray       # int32 deck row in RateBook.rows, -1 for none
-    billable: np.ndarray  # int64 billable seconds
+    billable: np.ndarray  # int32 billable seconds
     charge: np.ndarray    # int64 micro-units: all billable seconds at credit price
+
+
+def allocate(n: int) -> Priced:
+    """Output arrays for a batch of `n` CDRs."""
+    return Priced(np.empty(n, np.int8), np.empty(n, np.int8), np.empty(n, np.int32),
+                  np.empty(n, np.int32), np.empty(n, np.int64))
 
 
 def emergency_table(numbers=EMERGENCY_NUMBERS) -> tuple[np.ndarray, np.ndarray]:
@@ -59,8 +65,16 @@ def emergency_table(numbers=EMERGENCY_NUMBERS) -> tuple[np.ndarray, np.ndarray]:
             np.array([len(d) for d in digits], dtype=np.int8))
 
 
+def _single(arr) -> pa.Array:
+    """One contiguous array (a batch's column may arrive chunked)."""
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    return arr
+
+
 def string_buffers(arr: pa.Array):
     """(offsets, data, validity or None, offset) of a string array, no copy."""
+    arr = _single(arr)
     if pa.types.is_large_string(arr.type) or not pa.types.is_string(arr.type):
         arr = arr.cast(pa.string())
     validity, offsets, data = arr.buffers()
@@ -74,6 +88,7 @@ def string_buffers(arr: pa.Array):
 
 def int64_values(arr: pa.Array) -> np.ndarray:
     """The int64 (or timestamp) values of an array as a read-only view."""
+    arr = _single(arr)
     buf = arr.buffers()[1]
     return np.frombuffer(buf, dtype=np.int64)[arr.offset: arr.offset + len(arr)]
 
@@ -91,7 +106,7 @@ def tollfree_flags(number_type: pa.Array) -> np.ndarray:
 
 def price(book: RateBook, *, call_type: np.ndarray, tollfree: np.ndarray, deck: np.ndarray,
           caller: pa.Array, callee: pa.Array, start: pa.Array, duration: pa.Array,
-          emergency=None, threads: int = 1) -> Priced:
+          emergency=None, threads: int = 1, out: Priced | None = None) -> Priced:
     """Classify, look up and price one batch of CDRs.
 
     Parameters
@@ -115,11 +130,14 @@ def price(book: RateBook, *, call_type: np.ndarray, tollfree: np.ndarray, deck: 
         From :func:`emergency_table`; defaults to the shipped list.
     threads : int
         Split the batch across this many threads (the kernel drops the GIL).
+    out : Priced, optional
+        Arrays of at least the batch's length to write into (reused across
+        batches, they save the page faults of fresh allocations).
     """
     n = len(call_type)
     ev, el = emergency if emergency is not None else emergency_table()
-    out = Priced(np.empty(n, np.int8), np.empty(n, np.int8), np.empty(n, np.int32),
-                 np.empty(n, np.int64), np.empty(n, np.int64))
+    out = allocate(n) if out is None else Priced(*(a[:n] for a in (
+        out.status, out.service, out.row, out.billable, out.charge)))
     cr = string_buffers(caller)
     ce = string_buffers(callee)
     args = (book, np.ascontiguousarray(call_type, np.int8),
