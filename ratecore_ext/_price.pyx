@@ -103,8 +103,27 @@ cdef inline int string_number(const int32_t* offsets, const uint8_t* data,
     cdef int64_t j = base + i
     if valid != NULL and not ((valid[j >> 3] >> (j & 7)) & 1):
         return NUM_MISSING
-    return parse_number(data + offsets[j], offsets[j + 1] - offsets[j],
-                        value, known, total)
+    cdef const uint8_t* s = data + offsets[j]
+    cdef const uint8_t* stop = data + offsets[j + 1]
+    cdef const uint8_t* p = s
+    cdef int64_t v = 0
+    cdef uint8_t c
+    # fast path: an optional '+' then only digits, as most exports write them
+    if p < stop and p[0] == 43:
+        p += 1
+    cdef const uint8_t* digits = p
+    while p < stop:
+        c = p[0] - 48
+        if c > 9:
+            break
+        v = v * 10 + c
+        p += 1
+    if p == stop and 0 < p - digits <= 15:
+        value[0] = v
+        known[0] = <int>(p - digits)
+        total[0] = known[0]
+        return NUM_OK
+    return parse_number(s, stop - s, value, known, total)
 
 
 cdef extern from *:
