@@ -49,6 +49,7 @@ Decisions where the SPEC is silent
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import math
 import random
@@ -388,16 +389,18 @@ class _Region:
     leading: _Pattern | None
     number_len: list  # typical national number length per class
     frontier: list = field(default_factory=list)  # per class: shortest unique prefixes
+    country: list = field(default_factory=list)  # national prefixes of the country-level rows
     geo_keys: list = field(default_factory=list)  # (national prefix, place name)
 
-    def unique(self, klass: int, national: str) -> bool:
-        """True if ``national`` starts numbers of class ``klass`` only."""
+    def unique(self, klass: int, national: str, ignore: int = -1) -> bool:
+        """True if ``national`` starts numbers of class ``klass`` only
+        (numbers of class ``ignore`` allowed too)."""
         if self.leading is not None and not self.leading.leads(national):
             return False
         if not self.patterns[klass].viable(national):
             return False
         for k, p in enumerate(self.patterns):
-            if k != klass and p is not None and p.viable(national):
+            if k != klass and k != ignore and p is not None and p.viable(national):
                 return False
         return not any(p.viable(national) for p in self.others)
 
@@ -463,29 +466,26 @@ def _geodata_by_cc() -> dict:
     import phonenumbers
     from phonenumbers.geodata import GEOCODE_DATA
 
-    ccs = {str(c) for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
-    grouped: dict[str, dict[int, list]] = {}
-    for key, names in GEOCODE_DATA.items():
-        if len(key) > 10:
-            continue
-        for n in (1, 2, 3):
-            if key[:n] in ccs:
-                if len(key) > n:
-                    name = names.get("en") or next(iter(names.values()), "")
-                    grouped.setdefault(key[:n], {}).setdefault(len(key), []).append((key[n:], name))
-                break
+    keys = sorted(GEOCODE_DATA)
     out = {}
-    for cc, by_len in grouped.items():
-        keep, room = [], 3000
-        for length in sorted(by_len):
-            keys = sorted(by_len[length])
-            if len(keys) > room:
-                keys = keys[:: math.ceil(len(keys) / room)][:room]
-            keep += keys
-            room -= len(keys)
-            if room <= 0:
-                break
-        out[cc] = keep
+    for cc in map(str, phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        # Calling codes are prefix-free: the keys of a code are one sorted run.
+        lo = bisect.bisect_left(keys, cc)
+        hi = bisect.bisect_left(keys, cc + ":")
+        run = sorted((k for k in keys[lo:hi] if len(cc) < len(k) <= 10), key=len)
+        keep, room, i = [], 3000, 0
+        while i < len(run) and room > 0:
+            j = i
+            while j < len(run) and len(run[j]) == len(run[i]):
+                j += 1
+            same = run[i:j]
+            if len(same) > room:
+                same = same[:: math.ceil(len(same) / room)][:room]
+            keep += same
+            room -= len(same)
+            i = j
+        names = (GEOCODE_DATA[k] for k in keep)
+        out[cc] = [(k[len(cc):], n.get("en", "")) for k, n in zip(keep, names)]
     return out
 
 
@@ -535,22 +535,43 @@ def _numbering_plan() -> tuple:
                 number_len=[_typical_length(d, md.general_desc) for d in descs],
             ))
         # Regions sharing a code must not claim each other's ranges: each
-        # sees the others' number types as one extra pattern.
-        for r in group:
-            sibling_rxs = [p.regex for s in group if s is not r for p in (*s.patterns, *s.others) if p]
+        # sees the others' numbers as one extra pattern (a region with
+        # leading digits owns everything that starts with them).
+        own_rxs = [[f"(?:{r.leading.regex})\\d*"] if r.leading is not None and not r.main
+                   else [p.regex for p in (*r.patterns, *r.others) if p] for r in group]
+        for i, r in enumerate(group):
+            sibling_rxs = [rx for j, rxs in enumerate(own_rxs) if j != i for rx in rxs]
             if sibling_rxs:
                 r.others.append(_Pattern("|".join(f"(?:{rx})" for rx in dict.fromkeys(sibling_rxs))))
             r.frontier = _frontier(r, max_depth=min(5, 10 - len(cc)))
+            r.country = [""] if r.main else _matches(r.leading) if r.leading is not None else []
         # Geocoded prefixes go to the region whose fixed-line pattern owns
-        # them; regions sharing the code are asked before the main one.
+        # them; regions sharing the code are asked before the main one. Where
+        # fixed and mobile numbers share ranges (Mexico, ...) the place wins.
         order = group[1:] + group[:1]
         for national, name in geodata.get(cc, ()):
             for r in order:
-                if r.unique(_GEO, national):
+                if r.unique(_GEO, national, ignore=_MOB):
                     r.geo_keys.append((national, name))
                     break
         regions += group
     return regions, non_geo
+
+
+def _matches(pattern: _Pattern, max_len: int = 6) -> list:
+    """The shortest strings matching a leading-digits pattern (``787|939``)."""
+    out, level = [], [("", pattern.start)]
+    for _ in range(max_len):
+        nxt = []
+        for prefix, states in level:
+            for d in range(10):
+                s = pattern.step(states, d)
+                if pattern._ACCEPT in s:
+                    out.append(prefix + chr(48 + d))
+                elif s:
+                    nxt.append((prefix + chr(48 + d), s))
+        level = nxt
+    return out
 
 
 def _is_country(code: str) -> bool:
@@ -603,7 +624,7 @@ def _breakouts(seed: int, prefixes_per_service: int) -> _Breakouts:
     and random nested sub-prefixes of the class frontiers.
     """
     regions, non_geo = _numbering_plan()
-    rnd = random.Random(_rng(seed, 0).integers(0, 2**63))
+    rnd = random.Random(int(_rng(seed, 0).integers(0, 2**63)))
     taken: dict[str, tuple[int, int, str]] = {}  # prefix -> (region, class, name)
     chosen: list[list[list[str]]] = [[[] for _ in _CLASSES] for _ in regions]
 
@@ -633,10 +654,11 @@ def _breakouts(seed: int, prefixes_per_service: int) -> _Breakouts:
                     added += 1
         return added
 
-    # Mandatory rows: the calling code, and one prefix per class per region.
+    # Mandatory rows: the calling code (for a region sharing it, its leading
+    # digits), and one prefix per class per region.
     for ri, r in enumerate(regions):
-        if r.main:
-            add(ri, _GEO, "", r.name)
+        for national in r.country:
+            add(ri, _GEO, national, r.name)
     shares = np.array([0.50, 0.35, 0.05, 0.04, 0.06])
     weights = np.array([
         (1.0 + math.log1p(len(r.geo_keys) + sum(map(len, r.frontier))))
@@ -719,7 +741,7 @@ def _deck_rows(seed: int, prefixes_per_service: int, start_us: int, days: int) -
     base = np.where(
         np.isin(codes, list(_CHEAPEST)), rng.integers(5_000, 12_001, nreg),
         np.where(np.isin(codes, list(_ZONE_A)), rng.integers(10_000, 40_001, nreg),
-                 rng.integers(40_000, 250_001, nreg)))
+                 rng.integers(30_000, 150_001, nreg)))
     incr_choice = rng.choice(4, nreg, p=[0.72, 0.10, 0.10, 0.08])
     incr = np.array([(60, 60), (1, 1), (30, 6), (6, 6)])[incr_choice]
     has_connect = rng.random(nreg) < 0.12
@@ -730,7 +752,7 @@ def _deck_rows(seed: int, prefixes_per_service: int, start_us: int, days: int) -
     n = len(b.prefix)
     reg, kls = b.region, b.klass
     factor_lo = np.array([85, 150, 100, 100, 200])[kls]
-    factor_hi = np.array([125, 450, 200, 100, 400])[kls]
+    factor_hi = np.array([125, 350, 200, 100, 350])[kls]
     rate = base[reg] * rng.integers(factor_lo, factor_hi + 1) // 100
     is_cc = np.fromiter((len(p) == len(regions[r].cc) for p, r in zip(b.prefix, reg)), bool, n)
     rate = np.where(is_cc, base[reg], rate)
@@ -758,7 +780,7 @@ def _deck_rows(seed: int, prefixes_per_service: int, start_us: int, days: int) -
     tf_prefix, tf_region, tf_mobile = [], [], []
     seen = set()
     for ri, r in enumerate(regions):
-        tops = [""] if r.main else list(r.frontier[_GEO][:60])
+        tops = r.country or list(r.frontier[_GEO][:60])
         for national in tops:
             tf_prefix.append(r.cc + national), tf_region.append(ri), tf_mobile.append(False)
         for national in r.frontier[_MOB][:40] if r.patterns[_MOB] is not None else ():
@@ -800,7 +822,7 @@ def _add_versions(rows: dict, service: int, rng: np.random.Generator,
     whole hour) so both versions get used; the rest fall after it.
     """
     n = len(rows["prefix"])
-    epoch = int(np.datetime64(_VERSION_EPOCH, "us").astype(np.int64))
+    epoch = min(_us_of_date(_VERSION_EPOCH), start_us - 366 * _US_PER_DAY)
     changed = np.flatnonzero(rng.random(n) < 0.02)
     k = len(changed)
     window_hours = max(days * 24, 2)
@@ -848,7 +870,8 @@ def generate_deck(seed=1, prefixes_per_service: int = 30_000, currency: str = "U
         The CDR window: about 2% of prefixes per service change price at an
         instant inside it (60%) or after it (40%); the first version ends
         (``effective_to``, exclusive) exactly where the second begins. Every
-        first version starts on 2020-01-01.
+        first version starts on 2020-01-01 (or a year before ``start`` if
+        that is earlier).
 
     Returns
     -------
@@ -973,6 +996,10 @@ def _utc(start: _dt.datetime | None) -> _dt.datetime:
 def _to_us(t: _dt.datetime) -> int:
     delta = t - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
     return (delta.days * 86_400 + delta.seconds) * _US_PER_S + delta.microseconds
+
+
+def _us_of_date(iso_date: str) -> int:
+    return int(np.datetime64(iso_date, "us").astype(np.int64))
 
 
 def _from_us(us: int) -> _dt.datetime:
@@ -1113,6 +1140,7 @@ def _sample_numbers(groups: _Groups, rng: np.random.Generator, region: np.ndarra
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
 
 
+@lru_cache(maxsize=1024)
 def _tz_offset_us(code: str, at: _dt.datetime) -> int:
     """UTC offset of a region's (first) time zone, from phonenumbers + zoneinfo."""
     try:
@@ -1204,7 +1232,8 @@ def generate_config(*, tenants: int = 50, cdrs: int = 100_000, days: int = 30, s
     for i in range(tenants):
         legal = _LEGAL.get(t_code[i], "Ltd")
         company = f"{_COMPANIES[rng.integers(len(_COMPANIES))]} {_SECTORS[rng.integers(len(_SECTORS))]}"
-        names.append(f"{company}, {legal}" if legal == "Inc." and rng.random() < 0.5 else f"{company} {legal}")
+        comma = legal == "Inc." and rng.random() < 0.5  # "Contoso Bank, Inc." (a quoted CSV cell)
+        names.append(f"{company}, {legal}" if comma else f"{company} {legal}")
     euro = np.isin(t_code, list(_EURO))
 
     def money_or_empty(units, mask):
@@ -1315,10 +1344,11 @@ def _licenses(rng, start_us, window_us, tenants, credits, n_users, acct_start, i
     u = rng.random(n_acct)
     plan = np.where(u < 0.8, main_plan[acct_tenant], rng.choice(plans, n_acct))
     has_plan = (~is_ra) & (u < 0.95)
-    has_pp = is_ra | (rng.random(n_acct) < np.where(tenant_credits, 0.75, 0.1))
+    # Every account holds a license: those without a plan spend credits.
+    has_pp = is_ra | ~has_plan | (rng.random(n_acct) < np.where(tenant_credits, 0.75, 0.1))
     has_meet = (~is_ra) & (rng.random(n_acct) < 0.4)
     # Assignment window per account.
-    epoch_us = int(np.datetime64("2021-01-01", "us").astype(np.int64))
+    epoch_us = min(_us_of_date("2021-01-01"), start_us - 730 * _US_PER_DAY)
     first_day = rng.integers(0, max((start_us - epoch_us) // _US_PER_DAY - 7, 1), n_acct)
     assigned = epoch_us + first_day * _US_PER_DAY
     inside = start_us + rng.integers(3_600, window_us // _US_PER_S, n_acct) * _US_PER_S
@@ -1373,7 +1403,8 @@ def _funds(rng, start, days, tenant_ids, credits, n_users) -> pa.Table:
             if j == 0 and r < 0.25:
                 at = year_ago + int(rng.integers(0, days * 24)) * 3_600 * _US_PER_S
             elif r < 0.8:
-                at = year_ago + int(rng.integers(1, 365 - 14)) * _US_PER_DAY + int(rng.integers(0, 24)) * 3_600 * _US_PER_S
+                at = (year_ago + int(rng.integers(1, 365 - 14)) * _US_PER_DAY
+                      + int(rng.integers(0, 24)) * 3_600 * _US_PER_S)
             else:
                 at = start_us + int(rng.integers(0, days * 24)) * 3_600 * _US_PER_S
             if rng.random() < 0.3:
@@ -1407,7 +1438,8 @@ def _no_match_codes(b: _Breakouts) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 # Role of a mix entry: which account pays / owns, which number is rated.
-_OUT, _OUT_RA, _OUT_CONF, _IN, _IN_RA, _IN_CONF, _IN_UNASSIGNED, _TF_USER, _TF_RA, _TF_CONF, _EMERG = range(11)
+(_OUT, _OUT_RA, _OUT_CONF, _IN, _IN_RA, _IN_CONF, _IN_UNASSIGNED,
+ _TF_USER, _TF_RA, _TF_CONF, _EMERG) = range(11)
 _CALL_MIX = (
     # call_type, number_type, role, share
     ("user_out", "user", _OUT, 0.400),
@@ -1445,7 +1477,8 @@ def _mix64(x: np.ndarray, key: int) -> np.ndarray:
     return z
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+# Two hex digits per byte value, as the uint16 whose memory holds them in order.
+_HEX_PAIRS = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), np.uint16)
 
 
 def _uuid_strings(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
@@ -1453,16 +1486,13 @@ def _uuid_strings(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
     n = len(hi)
     hi = (hi & np.uint64(0xFFFFFFFFFFFF0FFF)) | np.uint64(0x4000)
     lo = (lo & np.uint64((1 << 62) - 1)) | np.uint64(1 << 63)
-    raw = np.empty((n, 16), np.uint8)
-    raw[:, :8] = hi.astype(">u8").view(np.uint8).reshape(n, 8)
-    raw[:, 8:] = lo.astype(">u8").view(np.uint8).reshape(n, 8)
-    hexed = np.empty((n, 32), np.uint8)
-    hexed[:, 0::2] = _HEX[raw >> 4]
-    hexed[:, 1::2] = _HEX[raw & 15]
-    out = np.full((n, 36), ord("-"), np.uint8)
-    for dst, src in ((0, 0), (9, 8), (14, 12), (19, 16), (24, 20)):
-        width = {0: 8, 9: 4, 14: 4, 19: 4, 24: 12}[dst]
+    raw = np.empty((n, 2), ">u8")
+    raw[:, 0], raw[:, 1] = hi, lo
+    hexed = _HEX_PAIRS[raw.view(np.uint8)].view(np.uint8)  # (n, 32) hex digits
+    out = np.empty((n, 36), np.uint8)
+    for dst, src, width in ((0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12)):
         out[:, dst:dst + width] = hexed[:, src:src + width]
+    out[:, [8, 13, 18, 23]] = ord("-")
     offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
 
@@ -1554,7 +1584,9 @@ def _cdr_block(pop: _Population, seed: int, block: int, rows: int, first_row: in
     other_cc = np.where(no_match, 3, other_cc)
     own = np.where(uses_ra | np.isin(role, (_OUT_CONF, _IN_CONF)), pop.tenant_service[tenant],
                    pop.account_number[account])
-    own = np.where(role == _IN_UNASSIGNED, pop.tenant_service[tenant] + rng.integers(1, 90, n), own)
+    # An unassigned number of the tenant: its service number's block of 100.
+    unassigned = pop.tenant_service[tenant] // 100 * 100 + rng.integers(0, 100, n)
+    own = np.where(role == _IN_UNASSIGNED, unassigned, own)
     own = np.where(tollfree, pop.tenant_tollfree[tenant], own)
     own_cc = pop.groups.region_cc_len[
         np.where(tollfree | uses_ra | (role == _IN_UNASSIGNED) | np.isin(role, (_OUT_CONF, _IN_CONF)),
@@ -1577,7 +1609,7 @@ def _cdr_block(pop: _Population, seed: int, block: int, rows: int, first_row: in
     duration = np.minimum(np.ceil(seconds), 6 * 3_600).astype(np.int64)
     duration[rng.random(n) < 0.03] = 0
     # Start times: weekdays busier, local business hours, spread over the window.
-    weekday0 = (_from_us(start_us).weekday())
+    weekday0 = _from_us(start_us).weekday()
     day_w = np.array([1.0 if (weekday0 + d) % 7 < 5 else 0.25 for d in range(days)])
     day = rng.choice(days, n, p=day_w / day_w.sum())
     busy = rng.random(n) < 0.85
@@ -1587,11 +1619,13 @@ def _cdr_block(pop: _Population, seed: int, block: int, rows: int, first_row: in
     offset = offset % (days * _US_PER_DAY)
     start_time = start_us + offset
     # Identifiers: unique usage ids, call ids, conference ids per tenant.
+    keys = [int(k) for k in _rng(seed, 5).integers(0, 2**62, 5)]  # the same for every block
     index = np.arange(first_row, first_row + n, dtype=np.uint64)
-    usage_id = _uuid_strings(_mix64(index, seed * 7 + 1), _mix64(index, seed * 7 + 2))
-    call_id = _uuid_strings(_mix64(index, seed * 7 + 3), _mix64(index, seed * 7 + 4))
-    meeting = tenant.astype(np.uint64) * np.uint64(1 << 24) + rng.integers(0, 40 * pop.user_count[tenant] + 10).astype(np.uint64)
-    conference_no = (_mix64(meeting, seed * 7 + 5) % np.uint64(900_000_000) + np.uint64(100_000_000)).astype(np.int64)
+    usage_id = _uuid_strings(_mix64(index, keys[0]), _mix64(index, keys[1]))
+    call_id = _uuid_strings(_mix64(index, keys[2]), _mix64(index, keys[3]))
+    meeting = (tenant.astype(np.uint64) * np.uint64(1 << 24)
+               + rng.integers(0, 40 * pop.user_count[tenant] + 10).astype(np.uint64))
+    conference_no = (_mix64(meeting, keys[4]) % np.uint64(900_000_000)).astype(np.int64) + 100_000_000
     conference_id = pc.if_else(pa.array(conf), pc.cast(pa.array(conference_no), pa.string()),
                                pa.scalar(None, pa.string()))
     user_id = pop.account_upn.take(pa.array(account, mask=no_account))
