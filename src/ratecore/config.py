@@ -29,7 +29,10 @@ class Tenants:
 
     def lookup(self, tenant_id: pa.Array) -> np.ndarray:
         """Row in `ids` of each tenant id; -1 where unknown."""
-        return np.asarray(pc.index_in(tenant_id, self.ids).fill_null(-1)).astype(np.int64)
+        from ratecore.pricing import _by_value
+
+        return _by_value(tenant_id, lambda a: np.asarray(
+            pc.index_in(a, self.ids).fill_null(-1)).astype(np.int64), np.int64(-1))
 
 
 def load_tenants(path: Path, book: RateBook, *, by_currency: bool = False) -> Tenants:
