@@ -226,3 +226,49 @@ def test_kernel_threads_agree(tmp):
     one, p1 = kernel_price(book, cdrs[:1000])
     many, p2 = kernel_price(book, cdrs, threads=2)
     assert many[:1000] == one
+
+
+def test_kernel_leaves_inputs_alone_and_writes_into_given_buffers(tmp):
+    import numpy as np
+    import pyarrow as pa
+
+    from ratecore import pricing
+
+    book = book_of(tmp, [deck_row("44", "0.0100")])
+    callee = pa.array(["+4420", None, "bad", "+4479"] * 3).slice(2, 8)
+    start = pa.array([1709251200 * 10**6] * 12, pa.timestamp("us", tz="UTC")).slice(2, 8)
+    duration = pa.array(list(range(12)), pa.int64()).slice(2, 8)
+    codes = pricing.call_type_codes(pa.array(["user_out"] * 8))
+    before = (callee.to_pylist(), start.to_pylist(), duration.to_pylist(), codes.copy())
+    out = pricing.allocate(16)
+    p = pricing.price(book, call_type=codes, tollfree=np.zeros(8, np.uint8),
+                      deck=np.zeros(8, np.int16), caller=pa.nulls(8, pa.string()),
+                      callee=callee, start=start, duration=duration, out=out)
+    assert (callee.to_pylist(), start.to_pylist(), duration.to_pylist()) == before[:3]
+    assert (codes == before[3]).all()
+    for got, buf in zip((p.status, p.service, p.row, p.billable, p.charge),
+                        (out.status, out.service, out.row, out.billable, out.charge)):
+        assert np.shares_memory(got, buf) and len(got) == 8
+    assert p.status.tolist() == [-2, 4, 4, -1, -2, 4, 4, -1]
+    assert p.billable.tolist()[1:3] == [60, 60]
+
+
+def test_compiled_deck_is_read_only(tmp):
+    book = book_of(tmp, [deck_row("44", "0.0100")])
+    with pytest.raises(ValueError):
+        book.row_terms["rate"][0] = 1
+
+
+def test_empty_batch(tmp):
+    import numpy as np
+    import pyarrow as pa
+
+    from ratecore import pricing
+
+    book = book_of(tmp, [deck_row("44", "0.0100")])
+    p = pricing.price(book, call_type=np.zeros(0, np.int8), tollfree=np.zeros(0, np.uint8),
+                      deck=np.zeros(0, np.int16), caller=pa.array([], pa.string()),
+                      callee=pa.array([], pa.string()),
+                      start=pa.array([], pa.timestamp("us", tz="UTC")),
+                      duration=pa.array([], pa.int64()))
+    assert len(p.status) == 0

@@ -169,3 +169,27 @@ def test_candidate_deck_replaces_configured(tmp):
     assert code == 0, out
     assert table(tmp / "out" / "rated").project("deck, charge").fetchall() == [
         ("retail-2027", D("0.5000"))]
+
+
+def test_empty_cdr_file_rates_nothing(tmp):
+    config = write_config(tmp, DECK)
+    write_cdrs(tmp / "cdrs" / "empty.parquet", [])
+    code, out = run("rate", "--config", config, "--cdrs", tmp / "cdrs", "--out", tmp / "out")
+    assert code == 0, out
+    assert "0 CDRs read" in out
+
+
+def test_generate_then_rate_then_demo(tmp):
+    code, out = run("generate", "--out", tmp / "s", "--tenants", 5, "--cdrs", 3000, "--seed", 3)
+    assert code == 0, out
+    code, out = run("rate", "--config", tmp / "s" / "config", "--cdrs", tmp / "s" / "cdrs",
+                    "--out", tmp / "out")
+    assert code == 0, out
+    rated = table(tmp / "out" / "rated").project(
+        "count(*), count(DISTINCT usage_id)").fetchall()[0]
+    rejects = (table(tmp / "out" / "rejects").project("count(*)").fetchall()[0][0]
+               if (tmp / "out" / "rejects").exists() else 0)
+    assert rated[0] == rated[1] and rated[0] + rejects == 3000
+    code, out = run("demo", "--dir", tmp / "demo", "--cdrs", 2000)
+    assert code == 0, out
+    assert "Top destinations by revenue" in out and "charged" in out

@@ -33,8 +33,7 @@ def run_demo(work_dir: Path, cdrs: int, *, console, progress_bar, print_summary)
 
     con = duckdb.connect()
     rated = str(out / "rated" / "**" / "*.parquet")
-    con.execute("CREATE VIEW rated AS SELECT * FROM read_parquet(?, hive_partitioning = true)",
-                [rated])
+    con.read_parquet(rated, hive_partitioning=True).create_view("rated")
     console.print(_table("A few priced calls", con.sql(
         "SELECT callee_number AS number, destination, duration_seconds AS duration, "
         "billable_seconds AS billable_s, rate, charge, currency, status FROM rated "
