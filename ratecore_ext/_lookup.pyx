@@ -96,3 +96,8 @@ from _tables cimport Node, Version, RowTerms
 
 #: C struct sizes, checked against the numpy dtypes of ratecore.deck.
 STRUCT_SIZES = {"Node": sizeof(Node), "Version": sizeof(Version), "RowTerms": sizeof(RowTerms)}
+
+from _tables cimport N_BUCKETS as _N_BUCKETS
+
+#: Buckets per table (by leading digits); deck.py sizes the bucket table with it.
+N_BUCKETS = _N_BUCKETS

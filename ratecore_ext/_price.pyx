@@ -17,7 +17,8 @@
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
 from _tables cimport (Tables, RowTerms, Node, find_row, resolve, billable_seconds,
-                      price_seconds, tables_from, N_SERVICES, N_BUCKETS, SVC_OUTBOUND,
+                      price_seconds, tables_from, N_SERVICES, N_BUCKETS, RC_BUCKET_WIDTH,
+                      SVC_OUTBOUND,
                       SVC_CONFERENCE, SVC_TOLLFREE)
 
 cdef extern from *:
@@ -252,7 +253,7 @@ def price_batch(book,
             # 2. bucket, then binary searches in lockstep across the lanes
             maxn = 1
             for a in range(nact):
-                bucket = tb.bucket + table[a] * (N_BUCKETS + 1) + <int32_t>(padded[a] // 100000000000LL)
+                bucket = tb.bucket + table[a] * (N_BUCKETS + 1) + <int32_t>(padded[a] // RC_BUCKET_WIDTH)
                 lo[a] = bucket[0]
                 cnt[a] = bucket[1] + 1 - bucket[0]
                 if cnt[a] > maxn:

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ratecore import fields
-from ratecore._lookup import flatten
+from ratecore._lookup import N_BUCKETS, flatten
 from ratecore.errors import DeckError, Problem
 
 SERVICES = ("outbound", "conference_dialout", "tollfree_inbound")
@@ -37,7 +37,6 @@ OPTIONAL = ("number_class", "connect_fee", "initial_increment", "next_increment"
 MAX_PRICE_MICRO = 1_000_000 * fields.MICRO - 1
 MAX_INCREMENT = 86_400
 OPEN_END = np.iinfo(np.int64).max
-N_BUCKETS = 10_000
 SPACE = 10**15
 
 # Arrays of structs read by the kernels: these mirror Node, Version and
