@@ -9,7 +9,9 @@ thread; two threads >= 1.8x one thread.
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -23,19 +25,30 @@ BATCH = 1 << 20
 
 
 def kernel_totals(book, tenants, cdrs: pa.Table, threads: int) -> dict[int, int]:
-    """The pricing stage of a ratecore run over an in-memory table."""
-    out = pricing.allocate(BATCH)
-    totals = np.zeros(len(book.decks), dtype=np.int64)
-    for batch in cdrs.to_batches(max_chunksize=BATCH):
+    """The pricing stage of a ratecore run over an in-memory table: map
+    tenants and call types, price, and sum the charges per deck, one batch
+    per thread (numpy, Arrow compute and the kernel all release the GIL)."""
+    local = threading.local()
+
+    def one(batch) -> np.ndarray:
+        if not hasattr(local, "out"):
+            local.out = pricing.allocate(BATCH)
         deck = tenants.deck_index[tenants.lookup(batch.column("tenant_id"))]
         p = pricing.price(
             book, call_type=pricing.call_type_codes(batch.column("call_type")),
             tollfree=pricing.tollfree_flags(batch.column("number_type")),
             deck=deck, caller=batch.column("caller_number"),
             callee=batch.column("callee_number"), start=batch.column("start_time"),
-            duration=batch.column("duration_seconds"), threads=threads, out=out)
-        for k in range(len(totals)):
-            totals[k] += p.charge[deck == k].sum()
+            duration=batch.column("duration_seconds"), out=local.out)
+        return np.array([p.charge[deck == k].sum() for k in range(len(book.decks))])
+
+    batches = cdrs.to_batches(max_chunksize=BATCH)
+    if threads == 1:
+        parts = list(map(one, batches))
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(one, batches))
+    totals = np.sum(parts, axis=0, dtype=np.int64)
     return {k: int(v) for k, v in enumerate(totals) if v}
 
 

@@ -15,6 +15,17 @@ import numpy as np
 
 
 
+cdef inline Py_ssize_t _emit(int64_t[::1] starts, int32_t[::1] labels, Py_ssize_t nout,
+                             int64_t at, int32_t label) noexcept nogil:
+    """Append range [at, …) labelled `label`, merged into the previous one
+    when it has the same label."""
+    if nout == 0 or labels[nout - 1] != label:
+        starts[nout] = at
+        labels[nout] = label
+        nout += 1
+    return nout
+
+
 def flatten(const int64_t[::1] lo, const int64_t[::1] hi):
     """Flatten sorted nested intervals into labelled disjoint ranges.
 
@@ -53,29 +64,20 @@ def flatten(const int64_t[::1] lo, const int64_t[::1] hi):
             while depth > 0 and (i == n or hi[stack[depth - 1]] <= lo[i]):
                 top = stack[depth - 1]
                 if cur < hi[top]:
-                    if nout == 0 or labels[nout - 1] != top:
-                        starts[nout] = cur
-                        labels[nout] = top
-                        nout += 1
+                    nout = _emit(starts, labels, nout, cur, top)
                     cur = hi[top]
                 depth -= 1
             if i == n:
                 break
             top = stack[depth - 1] if depth > 0 else -1
             if cur < lo[i]:
-                if nout == 0 or labels[nout - 1] != top:
-                    starts[nout] = cur
-                    labels[nout] = top
-                    nout += 1
+                nout = _emit(starts, labels, nout, cur, top)
                 cur = lo[i]
             parent[i] = top
             stack[depth] = <int32_t>i
             depth += 1
         if cur < 1000000000000000LL:
-            if nout == 0 or labels[nout - 1] != -1:
-                starts[nout] = cur
-                labels[nout] = -1
-                nout += 1
+            nout = _emit(starts, labels, nout, cur, -1)
     return starts_arr[:nout].copy(), labels_arr[:nout].copy(), parent_arr
 
 
