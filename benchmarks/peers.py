@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ratecore import _lookup, pricing
+from ratecore import pricing
 from ratecore.deck import N_BUCKETS, SERVICES, SPACE, RateBook
 
 OUTBOUND = ",".join(f"'{t}'" for t in pricing.OUTBOUND_CALL_TYPES[:5])

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ratecore import fields
-from ratecore.deck import COUNTRIES, CURRENCIES, RateBook, _Checker, _read_raw
+from ratecore.deck import COUNTRIES, CURRENCIES, RateBook
 from ratecore.errors import ConfigError
 
 TENANT_COLUMNS = ("tenant_id", "name", "country", "currency", "deck")
@@ -29,9 +29,7 @@ class Tenants:
 
     def lookup(self, tenant_id: pa.Array) -> np.ndarray:
         """Row in `ids` of each tenant id; -1 where unknown."""
-        from ratecore.pricing import _by_value
-
-        return _by_value(tenant_id, lambda a: np.asarray(
+        return fields.by_value(tenant_id, lambda a: np.asarray(
             pc.index_in(a, self.ids).fill_null(-1)).astype(np.int64), np.int64(-1))
 
 
@@ -45,12 +43,12 @@ def load_tenants(path: Path, book: RateBook, *, by_currency: bool = False) -> Te
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: missing (the config directory needs tenants.csv)")
-    raw, is_csv = _read_raw(path)
+    raw, is_csv = fields.read_text_table(path, ConfigError)
     missing = [c for c in TENANT_COLUMNS if c not in raw.column_names]
     if missing:
         raise ConfigError(f"{path}: missing required column(s) "
                           + ", ".join(f"'{c}'" for c in missing))
-    ck = _Checker(path, raw, is_csv)
+    ck = fields.CellChecker(path, raw, is_csv)
     ids = ck.col("tenant_id")
     ck.flag(fields.blank(ids), "tenant_id", lambda t: "tenant_id is empty")
     counts = pc.value_counts(ids)

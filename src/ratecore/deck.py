@@ -10,7 +10,6 @@ prefixes are flattened into disjoint ranges of the 15-digit number space
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,12 +17,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from ratecore import fields
 from ratecore._lookup import N_BUCKETS, flatten
-from ratecore.errors import DeckError, Problem
+from ratecore.errors import DeckError, InputError, Problem
 
 SERVICES = ("outbound", "conference_dialout", "tollfree_inbound")
 NUMBER_CLASSES = ("geographic", "mobile", "tollfree", "premium", "shared_cost", "special")
@@ -86,62 +83,12 @@ def deck_files(path: str | Path) -> list[Path]:
     return [p]
 
 
-def _read_raw(path: Path) -> tuple[pa.Table, bool]:
-    """All columns as strings; returns (table, is_csv)."""
-    try:
-        if path.suffix.lower() == ".parquet":
-            t = pq.read_table(path)
-            return t.cast(pa.schema([(f.name, pa.string()) for f in t.schema])), False
-        # Read the header first so every column can be forced to string.
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            names = next(csv.reader(fh), [])
-        t = pacsv.read_csv(
-            path,
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=False),
-        )
-        t = t.rename_columns([c.strip() for c in t.column_names])
-        return t, True
-    except (OSError, UnicodeDecodeError, csv.Error, pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise DeckError(f"{path}: cannot read deck: {e}") from e
-
-
-class _Checker:
-    """Collects problems for one deck file, vectorised per column."""
-
-    def __init__(self, path: Path, table: pa.Table, is_csv: bool):
-        self.path = path
-        self.table = table
-        self.is_csv = is_csv
-        self.problems: list[Problem] = []
-
-    def line(self, i: int) -> int:
-        return i + 2 if self.is_csv else i + 1  # CSV: the header is line 1
-
-    def col(self, name: str) -> pa.Array:
-        if name not in self.table.column_names:
-            return pa.array([""] * self.table.num_rows, pa.string())
-        return fields._strings(self.table.column(name))
-
-    def flag(self, bad: np.ndarray, column: str, why) -> None:
-        """Record each row of `bad`; `why(i, text)` words the problem."""
-        idx = np.flatnonzero(bad)
-        if len(idx) == 0:
-            return
-        cells = self.col(column)
-        for i in idx[: DeckError.SHOWN]:
-            text = cells[int(i)].as_py()
-            self.problems.append(Problem(str(self.path), self.line(int(i)), column, why(text)))
-        for i in idx[DeckError.SHOWN:]:
-            self.problems.append(Problem(str(self.path), self.line(int(i)), column, "bad value"))
-
-
 def _validate_file(path: Path) -> pa.Table:
-    raw, is_csv = _read_raw(path)
+    raw, is_csv = fields.read_text_table(path, DeckError)
     missing = [c for c in REQUIRED if c not in raw.column_names]
     if missing:
         raise DeckError(f"{path}: missing required column(s) " + ", ".join(f"'{c}'" for c in missing))
-    ck = _Checker(path, raw, is_csv)
+    ck = fields.CellChecker(path, raw, is_csv)
     n = raw.num_rows
 
     def enum(column, allowed, default):
@@ -235,7 +182,7 @@ def _check_deck_level(t: pa.Table) -> None:
                          ("decimals", "mixed decimals in deck")):
         values = np.asarray(t.column(column))
         differs = np.flatnonzero(values != values[first][inverse])
-        for i in differs[: DeckError.SHOWN]:
+        for i in differs[: InputError.SHOWN]:
             j = first[inverse[i]]
             problems.append(Problem(
                 t.column("source_file")[int(i)].as_py(), int(t.column("source_line")[int(i)].as_py()),
@@ -386,7 +333,7 @@ class RateBook:
             return
         f, ln = self.rows.column("source_file"), self.rows.column("source_line")
         problems = []
-        for a, b in zip(prev[clash][: DeckError.SHOWN], cur[clash][: DeckError.SHOWN]):
+        for a, b in zip(prev[clash][: InputError.SHOWN], cur[clash][: InputError.SHOWN]):
             a, b = int(a), int(b)
             problems.append(Problem(
                 f[b].as_py(), int(ln[b].as_py()), "effective_from",

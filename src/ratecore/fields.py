@@ -1,4 +1,5 @@
-"""Cell values under the CSV conventions of SPEC §1, parsed a column at a time.
+"""Cell values under the CSV conventions of SPEC §1, parsed a column at a time,
+and the reading and checking of config files (decks, tenants) cell by cell.
 
 Every parser takes an Arrow string array and returns the parsed values plus a
 boolean numpy mask of the cells that did not parse, so callers can name the
@@ -8,9 +9,16 @@ Money is parsed to int64 micro-units and never passes through a float.
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ratecore.errors import InputError, Problem
 
 MICRO = 1_000_000
 #: Money and prices carry at most 12 integer digits: micro-units then fit in
@@ -136,3 +144,67 @@ def micro_to_decimal(micro: np.ndarray, null_mask: np.ndarray | None = None) -> 
         null_count = int(null_mask.sum())
     return pa.Array.from_buffers(pa.decimal128(18, 6), len(micro),
                                  [validity, pa.py_buffer(words)], null_count=null_count)
+
+
+def by_value(arr, fn, null_value) -> np.ndarray:
+    """fn over a string array; over a dictionary array, fn of its dictionary
+    taken by the indices (low-cardinality columns cost one pass of ints)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        values = np.append(fn(arr.dictionary.cast(pa.string())), null_value)
+        idx = np.asarray(arr.indices.fill_null(len(arr.dictionary)))
+        return values[idx]
+    return fn(arr)
+
+
+def read_text_table(path: Path, error=InputError) -> tuple[pa.Table, bool]:
+    """A CSV (header row) or Parquet file with every column as strings, so
+    each cell can be checked and named; returns (table, is_csv). A file that
+    cannot be read raises `error`."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            t = pq.read_table(path)
+            return t.cast(pa.schema([(f.name, pa.string()) for f in t.schema])), False
+        # Read the header first so every column can be forced to string.
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            names = next(csv.reader(fh), [])
+        t = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False),
+        )
+        t = t.rename_columns([c.strip() for c in t.column_names])
+        return t, True
+    except (OSError, UnicodeDecodeError, csv.Error, pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise error(f"{path}: cannot read: {e}") from e
+
+
+class CellChecker:
+    """Collects the bad cells of one file, vectorised per column."""
+
+    def __init__(self, path: Path, table: pa.Table, is_csv: bool):
+        self.path = path
+        self.table = table
+        self.is_csv = is_csv
+        self.problems: list[Problem] = []
+
+    def line(self, i: int) -> int:
+        return i + 2 if self.is_csv else i + 1  # CSV: the header is line 1
+
+    def col(self, name: str) -> pa.Array:
+        if name not in self.table.column_names:
+            return pa.array([""] * self.table.num_rows, pa.string())
+        return _strings(self.table.column(name))
+
+    def flag(self, bad: np.ndarray, column: str, why) -> None:
+        """Record each row of `bad`; `why(i, text)` words the problem."""
+        idx = np.flatnonzero(bad)
+        if len(idx) == 0:
+            return
+        cells = self.col(column)
+        for i in idx[: InputError.SHOWN]:
+            text = cells[int(i)].as_py()
+            self.problems.append(Problem(str(self.path), self.line(int(i)), column, why(text)))
+        for i in idx[InputError.SHOWN:]:
+            self.problems.append(Problem(str(self.path), self.line(int(i)), column, "bad value"))

@@ -70,11 +70,10 @@ def month_of(times: pa.Array) -> pa.Array:
     return pc.strftime(times, format="%Y-%m")
 
 
-def write_by_month(table: pa.Table, times: pa.ChunkedArray | pa.Array, directory: Path,
-                   part: str) -> list[Path]:
-    """Write `table` as Hive partitions ``month=YYYY-MM/part.parquet``."""
+def write_by_month(table: pa.Table, months, directory: Path, part: str) -> list[Path]:
+    """Write `table` as Hive partitions ``month=YYYY-MM/part.parquet``;
+    `months` holds each row's 'YYYY-MM' (null: ``month=unknown``)."""
     written = []
-    months = month_of(times)
     for month in sorted(pc.unique(months).to_pylist(), key=lambda m: m or ""):
         mask = pc.equal(months, month) if month is not None else pc.is_null(months)
         sub = table.filter(mask)

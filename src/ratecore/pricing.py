@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ratecore import fields
 from ratecore._price import price_batch
 from ratecore.deck import SERVICES, RateBook
 
@@ -93,17 +94,6 @@ def int64_values(arr: pa.Array) -> np.ndarray:
     return np.frombuffer(buf, dtype=np.int64)[arr.offset: arr.offset + len(arr)]
 
 
-def _by_value(arr, fn, null_value) -> np.ndarray:
-    """fn over a string array; over a dictionary array, fn of its dictionary
-    taken by the indices (low-cardinality columns cost one pass of ints)."""
-    arr = _single(arr)
-    if pa.types.is_dictionary(arr.type):
-        values = np.append(fn(arr.dictionary.cast(pa.string())), null_value)
-        idx = np.asarray(arr.indices.fill_null(len(arr.dictionary)))
-        return values[idx]
-    return fn(arr)
-
-
 def _call_type_codes(call_type: pa.Array) -> np.ndarray:
     codes = pc.index_in(pc.utf8_lower(pc.utf8_trim_whitespace(call_type)), pa.array(CALL_TYPES))
     return np.asarray(codes.fill_null(-1)).astype(np.int8)
@@ -116,12 +106,12 @@ def _tollfree_flags(number_type: pa.Array) -> np.ndarray:
 
 def call_type_codes(call_type) -> np.ndarray:
     """Index into CALL_TYPES, -1 for unknown or missing."""
-    return _by_value(call_type, _call_type_codes, np.int8(-1)).astype(np.int8)
+    return fields.by_value(call_type, _call_type_codes, np.int8(-1)).astype(np.int8)
 
 
 def tollfree_flags(number_type) -> np.ndarray:
     """1 where number_type is tollfree (any case), else 0."""
-    return _by_value(number_type, _tollfree_flags, np.uint8(0)).astype(np.uint8)
+    return fields.by_value(number_type, _tollfree_flags, np.uint8(0)).astype(np.uint8)
 
 
 def price(book: RateBook, *, call_type: np.ndarray, tollfree: np.ndarray, deck: np.ndarray,

@@ -184,7 +184,7 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
     try:
         for k, part in enumerate(parts):
             if part.rated.num_rows:
-                outputs.write_by_month(part.rated, part.rated.column("start_time"),
+                outputs.write_by_month(part.rated, outputs.month_of(part.rated.column("start_time")),
                                        staging / "rated", f"part-{k:05d}")
             summary.rated += part.rated.num_rows
             summary.statuses.update(
@@ -202,20 +202,12 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
                 rej.column("start_time").fill_null(""), r"^\d{4}-\d{2}"),
                 rej.column("start_time"), None), pa.string())
             months = pc.utf8_slice_codeunits(times, 0, 7)
-            _write_rejects(rej, months, staging / "rejects")
+            outputs.write_by_month(rej, months, staging / "rejects", "part-00000")
         _publish(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def _write_rejects(rej: pa.Table, months: pa.ChunkedArray, directory: Path) -> None:
-    for month in pc.unique(months).to_pylist():
-        mask = pc.equal(months, month) if month is not None else pc.is_null(months)
-        target = directory / f"month={month or 'unknown'}"
-        target.mkdir(parents=True, exist_ok=True)
-        outputs.write_parquet(rej.filter(mask), target / "part-00000.parquet")
 
 
 def _publish(staging: Path, out_dir: Path) -> None:
