@@ -77,3 +77,40 @@ def write_cdrs(path: Path, rows) -> Path:
 @pytest.fixture
 def tmp(tmp_path):
     return tmp_path
+
+
+TENANT_HEADER = ["tenant_id", "name", "country", "currency", "deck", "credits_enabled",
+                 "auto_recharge", "trigger_amount", "recharge_amount", "card_expires"]
+LICENSE_HEADER = ["tenant_id", "user_id", "usage_location", "sku", "assigned_from", "assigned_to"]
+FUND_HEADER = ["tenant_id", "funded_at", "amount", "reference"]
+CARD_UPDATE_HEADER = ["tenant_id", "updated_at", "card_expires"]
+
+
+def tenant_row(tenant_id="t1", **kw):
+    """A tenants.csv row with every column of SPEC §6 (credits on, no auto-recharge)."""
+    row = {"tenant_id": tenant_id, "name": f"Tenant {tenant_id}", "country": "US",
+           "currency": "USD", "deck": "d1", "credits_enabled": "true", "auto_recharge": "false",
+           "trigger_amount": "", "recharge_amount": "", "card_expires": ""}
+    row.update({k: str(v) for k, v in kw.items()})
+    return row
+
+
+def license_row(user="u1@t1.example", sku="MCOPSTN1", tenant="t1", location="US",
+                assigned_from="2024-01-01", assigned_to=""):
+    return {"tenant_id": tenant, "user_id": user, "usage_location": location, "sku": sku,
+            "assigned_from": assigned_from, "assigned_to": assigned_to}
+
+
+def fund_row(amount="100", funded_at="2024-01-01", tenant="t1", reference=""):
+    return {"tenant_id": tenant, "funded_at": funded_at, "amount": str(amount),
+            "reference": reference}
+
+
+def write_billing_files(config: Path, licenses=(), funds=(), card_updates=None) -> Path:
+    """licenses.csv and funds.csv (a header alone when empty) in `config`, and
+    card_updates.csv when rows are given."""
+    write_csv(config / "licenses.csv", LICENSE_HEADER, licenses)
+    write_csv(config / "funds.csv", FUND_HEADER, funds)
+    if card_updates is not None:
+        write_csv(config / "card_updates.csv", CARD_UPDATE_HEADER, card_updates)
+    return config
