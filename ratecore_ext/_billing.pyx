@@ -1,0 +1,755 @@
+# The per-tenant pass (SPEC §5-§6): minute pools, credit lots, recharges and
+# notifications, over one run's events sorted by tenant, then by the instant
+# they are processed (fundings, card updates, calls; see ratecore.billing).
+#
+# Layout: everything is flat arrays built by ratecore.billing. Calls arrive
+# priced (deck row, billable seconds); a payer's license rows are one slice
+# of the license arrays, already in the order pools are tried, and carry the
+# index of each pool they feed. A pool's size over time is a step function
+# (change points sorted by time). A tenant's live lots are a ring buffer
+# (lots are created in time order, so they also expire in that order, and
+# FIFO draws come from the head). State arrays persist between runs.
+# Ledger entries and notifications go to growable buffers: when one is
+# nearly full the loop stops between two events and returns, and the caller
+# grows it and resumes. Tenants are independent, so ranges of tenants run
+# on different threads without locks.
+
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t
+
+from _tables cimport RowTerms, price_seconds
+
+cdef extern from *:
+    """
+    #define RC_INT64_MIN (-9223372036854775807LL - 1)
+    #define RC_DAY_US 86400000000LL
+    """
+    int64_t RC_INT64_MIN
+    int64_t DAY_US "RC_DAY_US"
+
+cdef enum:
+    RECHARGES_PER_INSTANT = 10
+    EV_FUND = 0
+    EV_CARD = 1
+    EV_CALL = 2
+    EV_END = 3
+    # ledger kinds (order of ratecore.billing.LEDGER_KINDS)
+    L_FUND = 0
+    L_RECHARGE = 1
+    L_RECHARGE_FAILED = 2
+    L_DEBIT = 3
+    L_EXPIRE = 4
+    # notification kinds (order of ratecore.billing.NOTIFICATION_KINDS)
+    N_RECHARGE_SUCCEEDED = 0
+    N_RECHARGE_FAILED = 1
+    N_BALANCE_DEPLETED = 2
+    N_FUNDS_EXPIRED = 3
+    N_POOL_80 = 4
+    N_POOL_100 = 5
+    # statuses (order of ratecore.pricing.STATUSES)
+    S_FREE = 0
+    S_CHARGED = 4
+    S_INCLUDED = 5
+    S_PARTLY = 6
+    S_CUT_NO_LICENSE = 7
+    S_CUT_NO_FUNDS = 8
+    S_BLOCKED_NO_LICENSE = 9
+    S_BLOCKED_NO_FUNDS = 10
+    SVC_OUTBOUND = 0
+    SVC_CONFERENCE = 1
+    SVC_TOLLFREE = 2
+    # capability codes: -1 none, CAP_FREECALL, CAP_CREDITS, else CAP_SKU + sku
+    CAP_FREECALL = 0
+    CAP_CREDITS = 1
+    CAP_SKU = 2
+    # what bill_range returns
+    DONE = 0
+    NEED_ROOM = 1
+    LOTS_FULL = 2
+
+
+# ---- calendar (proleptic Gregorian, UTC microseconds) -------------------
+
+cdef inline int64_t floor_div(int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t q = a // b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef inline void civil(int64_t days, int64_t* y, int64_t* m, int64_t* d) noexcept nogil:
+    # Howard Hinnant's civil_from_days
+    cdef int64_t z = days + 719468
+    cdef int64_t era = floor_div(z, 146097)
+    cdef int64_t doe = z - era * 146097
+    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    cdef int64_t mp = (5 * doy + 2) // 153
+    d[0] = doy - (153 * mp + 2) // 5 + 1
+    m[0] = mp + 3 if mp < 10 else mp - 9
+    y[0] = yoe + era * 400 + (1 if m[0] <= 2 else 0)
+
+
+cdef inline int64_t days_from(int64_t y, int64_t m, int64_t d) noexcept nogil:
+    # Howard Hinnant's days_from_civil
+    y -= 1 if m <= 2 else 0
+    cdef int64_t era = floor_div(y, 400)
+    cdef int64_t yoe = y - era * 400
+    cdef int64_t mp = m - 3 if m > 2 else m + 9
+    cdef int64_t doy = (153 * mp + 2) // 5 + d - 1
+    cdef int64_t doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+cdef inline int32_t month_index(int64_t t) noexcept nogil:
+    cdef int64_t y, m, d
+    civil(floor_div(t, DAY_US), &y, &m, &d)
+    return <int32_t>(y * 12 + m - 1)
+
+
+cdef inline int64_t plus_year(int64_t t) noexcept nogil:
+    """`t` + 12 calendar months, same time of day, day clamped (Feb 29 -> 28)."""
+    cdef int64_t days = floor_div(t, DAY_US)
+    cdef int64_t tod = t - days * DAY_US
+    cdef int64_t y, m, d
+    civil(days, &y, &m, &d)
+    if m == 2 and d == 29 and not ((y + 1) % 4 == 0 and ((y + 1) % 100 != 0 or (y + 1) % 400 == 0)):
+        d = 28
+    return days_from(y + 1, m, d) * DAY_US + tod
+
+
+def month_of(int64_t t):
+    """Month index (year * 12 + month - 1) of a UTC microsecond instant."""
+    return month_index(t)
+
+
+def expiry_of(int64_t t):
+    """A lot's expires_at: `t` plus 12 calendar months, day clamped."""
+    return plus_year(t)
+
+
+# ---- the pass ----------------------------------------------------------
+
+cdef struct Ctx:
+    # inputs: events
+    const int64_t* ev_time
+    const int8_t* ev_kind
+    const int64_t* ev_ref
+    const int32_t* ev_tenant
+    # calls
+    const int32_t* call_payer
+    const int64_t* call_start
+    const int8_t* call_service
+    const int8_t* call_status
+    const int32_t* call_row
+    const int32_t* call_billable
+    # fundings and card updates
+    const int64_t* fund_amount
+    const int64_t* card_valid
+    # deck rows
+    const RowTerms* rows
+    const int32_t* row_country
+    const uint8_t* row_premium
+    # geography
+    int32_t n_countries
+    const uint8_t* domestic          # [location * n_countries + destination]
+    const uint8_t* zone_a
+    # tenants (config)
+    const int32_t* t_country
+    const uint8_t* t_credits
+    const uint8_t* t_auto
+    const int64_t* t_trigger
+    const int64_t* t_recharge
+    # payers and their license rows
+    const int32_t* payer_lo
+    const int32_t* payer_hi
+    const int64_t* lic_from
+    const int64_t* lic_to
+    const int32_t* lic_loc
+    const uint8_t* lic_credits
+    const int32_t* lic_user_pool
+    const int32_t* lic_dom_pool
+    const int32_t* lic_intl_pool
+    const int32_t* lic_dial_pool
+    # pools
+    const int32_t* pool_cp_lo
+    const int32_t* pool_cp_hi
+    const int64_t* cp_time
+    const int64_t* cp_size
+    const int32_t* pool_partner
+    const int32_t* pool_cap
+    const int8_t* pool_sku
+    # state: tenants
+    int64_t* s_point
+    int64_t* s_balance
+    int64_t* s_debt
+    int64_t* s_card
+    int64_t* s_backoff
+    int64_t* s_rc_instant
+    int32_t* s_rc_count
+    int64_t* s_next_lot
+    int64_t* s_seq
+    int64_t* s_nseq
+    # state: lots (ring per tenant)
+    const int64_t* lot_base
+    const int32_t* lot_cap
+    int32_t* lot_head
+    int32_t* lot_count
+    int64_t* lot_id
+    int64_t* lot_funded
+    int64_t* lot_expires
+    int64_t* lot_amount
+    int64_t* lot_remaining
+    # state: pools and either-cap groups
+    int32_t* p_month
+    int64_t* p_used
+    int64_t* p_size
+    uint8_t* p_flags
+    int32_t* cap_month
+    # outputs per call
+    int8_t* o_domestic
+    int32_t* o_pool
+    int32_t* o_pool_seconds
+    int32_t* o_charged_seconds
+    int64_t* o_charge
+    int8_t* o_capability
+    int8_t* o_status
+    int32_t* o_unbilled_seconds
+    int64_t* o_unbilled_amount
+    int64_t* o_balance_after
+    # growable outputs
+    int64_t l_cap
+    int64_t l_n
+    int32_t* l_tenant
+    int64_t* l_seq
+    int64_t* l_time
+    int8_t* l_kind
+    int64_t* l_lot
+    int64_t* l_amount
+    int64_t* l_balance
+    int64_t* l_ref
+    int64_t n_cap
+    int64_t n_n
+    int32_t* n_tenant
+    int64_t* n_seq
+    int64_t* n_time
+    int8_t* n_kind
+    int64_t* n_amount
+    int64_t* n_balance
+    int32_t* n_pool
+    int64_t f_cap
+    int64_t f_n
+    int32_t* f_pool
+    int32_t* f_month
+    int64_t* f_size
+    int64_t* f_used
+
+
+cdef inline void entry(Ctx* c, int32_t t, int64_t time, int8_t kind, int64_t lot,
+                       int64_t amount, int64_t ref) noexcept nogil:
+    cdef int64_t k = c.l_n
+    c.l_n += 1
+    c.s_seq[t] += 1
+    c.l_tenant[k] = t
+    c.l_seq[k] = c.s_seq[t]
+    c.l_time[k] = time
+    c.l_kind[k] = kind
+    c.l_lot[k] = lot
+    c.l_amount[k] = amount
+    c.l_balance[k] = c.s_balance[t]
+    c.l_ref[k] = ref
+
+
+cdef inline void notify(Ctx* c, int32_t t, int64_t time, int8_t kind, int64_t amount,
+                        int32_t pool) noexcept nogil:
+    cdef int64_t k = c.n_n
+    c.n_n += 1
+    c.s_nseq[t] += 1
+    c.n_tenant[k] = t
+    c.n_seq[k] = c.s_nseq[t]
+    c.n_time[k] = time
+    c.n_kind[k] = kind
+    c.n_amount[k] = amount
+    c.n_balance[k] = c.s_balance[t]
+    c.n_pool[k] = pool
+
+
+cdef inline int add_lot(Ctx* c, int32_t t, int64_t now, int64_t amount, int8_t kind,
+                        int64_t ref) noexcept nogil:
+    """A funding or recharge: pays the debt first, then is a live lot."""
+    cdef int64_t pays = c.s_debt[t] if c.s_debt[t] < amount else amount
+    cdef int64_t lot = c.s_next_lot[t]
+    cdef int64_t k
+    c.s_next_lot[t] += 1
+    c.s_debt[t] -= pays
+    if amount - pays > 0:
+        if c.lot_count[t] >= c.lot_cap[t]:
+            return LOTS_FULL
+        k = c.lot_base[t] + (c.lot_head[t] + c.lot_count[t]) % c.lot_cap[t]
+        c.lot_count[t] += 1
+        c.lot_id[k] = lot
+        c.lot_funded[k] = now
+        c.lot_expires[k] = plus_year(now)
+        c.lot_amount[k] = amount
+        c.lot_remaining[k] = amount - pays
+    c.s_balance[t] += amount
+    entry(c, t, now, kind, lot, amount, ref)
+    return DONE
+
+
+cdef inline int recharge(Ctx* c, int32_t t, int64_t now) noexcept nogil:
+    if not c.t_auto[t] or c.s_balance[t] >= c.t_trigger[t]:
+        return DONE
+    if c.s_backoff[t] != RC_INT64_MIN and now < c.s_backoff[t]:
+        return DONE
+    if c.s_rc_instant[t] != now:
+        c.s_rc_instant[t] = now
+        c.s_rc_count[t] = 0
+    while c.s_balance[t] < c.t_trigger[t] and c.s_rc_count[t] < RECHARGES_PER_INSTANT:
+        c.s_rc_count[t] += 1
+        if now < c.s_card[t]:
+            if add_lot(c, t, now, c.t_recharge[t], L_RECHARGE, -1) != DONE:
+                return LOTS_FULL
+            notify(c, t, now, N_RECHARGE_SUCCEEDED, c.t_recharge[t], -1)
+        else:
+            entry(c, t, now, L_RECHARGE_FAILED, 0, 0, -1)
+            notify(c, t, now, N_RECHARGE_FAILED, c.t_recharge[t], -1)
+            c.s_backoff[t] = now + DAY_US
+            return DONE
+    return DONE
+
+
+cdef inline int advance(Ctx* c, int32_t t, int64_t now) noexcept nogil:
+    """Expire the lots whose expires_at is at or before `now`, oldest first."""
+    cdef int64_t k, left, before, at
+    while c.lot_count[t] > 0:
+        # room for this expiry: an entry, three notifications, a recharge round
+        if c.l_n + 2 * RECHARGES_PER_INSTANT + 4 > c.l_cap or \
+                c.n_n + 2 * RECHARGES_PER_INSTANT + 4 > c.n_cap:
+            return NEED_ROOM
+        k = c.lot_base[t] + c.lot_head[t]
+        at = c.lot_expires[k]
+        if at > now:
+            break
+        c.lot_head[t] = (c.lot_head[t] + 1) % c.lot_cap[t]
+        c.lot_count[t] -= 1
+        left = c.lot_remaining[k]
+        if left > 0:
+            before = c.s_balance[t]
+            c.s_balance[t] -= left
+            entry(c, t, at, L_EXPIRE, c.lot_id[k], -left, -1)
+            notify(c, t, at, N_FUNDS_EXPIRED, left, -1)
+            if before > 0 and c.s_balance[t] <= 0:
+                notify(c, t, at, N_BALANCE_DEPLETED, left, -1)
+            if recharge(c, t, at) != DONE:
+                return LOTS_FULL
+    return DONE
+
+
+cdef inline void debit(Ctx* c, int32_t t, int64_t now, int64_t amount, int64_t call) noexcept nogil:
+    """FIFO over live lots; what they cannot pay is one debit without a lot."""
+    cdef int64_t before = c.s_balance[t]
+    cdef int64_t left = amount, take, k
+    while left > 0 and c.lot_count[t] > 0:
+        k = c.lot_base[t] + c.lot_head[t]
+        take = c.lot_remaining[k] if c.lot_remaining[k] < left else left
+        c.lot_remaining[k] -= take
+        left -= take
+        c.s_balance[t] -= take
+        entry(c, t, now, L_DEBIT, c.lot_id[k], -take, call)
+        if c.lot_remaining[k] == 0:
+            c.lot_head[t] = (c.lot_head[t] + 1) % c.lot_cap[t]
+            c.lot_count[t] -= 1
+    if left > 0:
+        c.s_debt[t] += left
+        c.s_balance[t] -= left
+        entry(c, t, now, L_DEBIT, 0, -left, call)
+    if before > 0 and c.s_balance[t] <= 0:
+        notify(c, t, now, N_BALANCE_DEPLETED, amount, -1)
+
+
+cdef inline int64_t pool_size(const Ctx* c, int32_t p, int64_t at) noexcept nogil:
+    """Seconds of pool `p` at instant `at`: the last change point at or before it."""
+    cdef int32_t lo = c.pool_cp_lo[p], hi = c.pool_cp_hi[p], mid
+    if lo >= hi or c.cp_time[lo] > at:
+        return 0
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if c.cp_time[mid] <= at:
+            lo = mid
+        else:
+            hi = mid
+    return c.cp_size[lo]
+
+
+cdef inline int touch(Ctx* c, int32_t p, int32_t month) noexcept nogil:
+    """Bring pool `p` to `month` (the monthly reset), flushing the old month's use."""
+    if c.p_month[p] == month:
+        return DONE
+    if c.p_month[p] >= 0 and c.p_used[p] > 0:
+        if c.f_n >= c.f_cap:
+            return NEED_ROOM
+        c.f_pool[c.f_n] = p
+        c.f_month[c.f_n] = c.p_month[p]
+        c.f_size[c.f_n] = c.p_size[p]
+        c.f_used[c.f_n] = c.p_used[p]
+        c.f_n += 1
+    c.p_month[p] = month
+    c.p_used[p] = 0
+    c.p_size[p] = 0
+    c.p_flags[p] = 0
+    return DONE
+
+
+cdef inline bint exhausted(Ctx* c, int32_t p, int64_t size, int64_t now,
+                           int32_t month) noexcept nogil:
+    cdef int32_t q = c.pool_partner[p], g = c.pool_cap[p]
+    cdef int64_t qsize
+    if size <= c.p_used[p]:
+        return True
+    if g < 0:
+        return False
+    if c.cap_month[g] == month:
+        return True
+    if q >= 0 and c.p_month[q] == month:
+        qsize = pool_size(c, q, now)
+        if qsize > 0 and c.p_used[q] >= qsize:
+            c.cap_month[g] = month
+            return True
+    return False
+
+
+cdef inline int draw(Ctx* c, int32_t t, int32_t p, int64_t now, int32_t month, int64_t want,
+                     int64_t* taken) noexcept nogil:
+    """Take up to `want` seconds from pool `p`; taken[0] = -1 if it had none left."""
+    cdef int64_t size = pool_size(c, p, now)
+    cdef int64_t got
+    taken[0] = -1
+    if touch(c, p, month) != DONE:
+        return NEED_ROOM
+    if exhausted(c, p, size, now, month):
+        return DONE
+    got = size - c.p_used[p]
+    if got > want:
+        got = want
+    c.p_used[p] += got
+    c.p_size[p] = size
+    if c.p_used[p] * 100 >= size * 80 and not (c.p_flags[p] & 1):
+        c.p_flags[p] |= 1
+        notify(c, t, now, N_POOL_80, 0, p)
+    if c.p_used[p] >= size and not (c.p_flags[p] & 2):
+        c.p_flags[p] |= 2
+        notify(c, t, now, N_POOL_100, 0, p)
+    if c.p_used[p] >= size and c.pool_cap[p] >= 0:
+        c.cap_month[c.pool_cap[p]] = month
+    taken[0] = got
+    return DONE
+
+
+cdef int bill_call(Ctx* c, int32_t t, int64_t now, int64_t i) noexcept nogil:
+    cdef int32_t payer = c.call_payer[i], row = c.call_row[i]
+    cdef int64_t start = c.call_start[i]
+    cdef int32_t lo = 0, hi = 0, r, loc = c.t_country[t], p, month
+    cdef bint found = False, pp = False, domestic = False
+    cdef int8_t service = c.call_service[i], status = c.call_status[i]
+    cdef int64_t b, taken = -1, amount, ch
+    cdef int32_t pool = -1, pass_no
+    if payer >= 0:
+        lo = c.payer_lo[payer]
+        hi = c.payer_hi[payer]
+    for r in range(lo, hi):
+        if c.lic_from[r] <= start and start < c.lic_to[r]:
+            if not found:
+                loc = c.lic_loc[r]
+                found = True
+            if c.lic_credits[r]:
+                pp = True
+    c.o_domestic[i] = -1
+    if row >= 0:
+        domestic = c.domestic[loc * c.n_countries + c.row_country[row]]
+        c.o_domestic[i] = domestic
+    c.o_pool[i] = -1
+    c.o_pool_seconds[i] = 0
+    c.o_charged_seconds[i] = 0
+    c.o_charge[i] = 0
+    c.o_status[i] = status
+    c.o_unbilled_seconds[i] = 0
+    c.o_unbilled_amount[i] = 0
+    c.o_balance_after[i] = c.s_balance[t]
+    c.o_capability[i] = -1
+    if status != S_CHARGED:
+        if status == S_FREE:
+            c.o_capability[i] = CAP_FREECALL
+        return DONE
+
+    b = c.call_billable[i]
+    month = month_index(now)
+    if not c.row_premium[row]:
+        if service == SVC_OUTBOUND:
+            # domestic: per-user pools, then pooled domestic; else international
+            for pass_no in range(2 if domestic else 1):
+                for r in range(lo, hi):
+                    if not (c.lic_from[r] <= start and start < c.lic_to[r]):
+                        continue
+                    if domestic:
+                        p = c.lic_user_pool[r] if pass_no == 0 else c.lic_dom_pool[r]
+                    else:
+                        p = c.lic_intl_pool[r]
+                    if p < 0:
+                        continue
+                    if draw(c, t, p, now, month, b, &taken) != DONE:
+                        return NEED_ROOM
+                    if taken >= 0:
+                        pool = p
+                        break
+                if pool >= 0:
+                    break
+        elif service == SVC_CONFERENCE and c.zone_a[c.row_country[row]]:
+            for r in range(lo, hi):
+                if not (c.lic_from[r] <= start and start < c.lic_to[r]):
+                    continue
+                p = c.lic_dial_pool[r]
+                if p < 0:
+                    continue
+                if draw(c, t, p, now, month, b, &taken) != DONE:
+                    return NEED_ROOM
+                if taken >= 0:
+                    pool = p
+                    break
+    if pool < 0:
+        taken = 0
+    c.o_pool[i] = pool
+    c.o_pool_seconds[i] = <int32_t>taken
+    ch = b - taken
+    if ch == 0:
+        c.o_status[i] = S_INCLUDED
+        c.o_capability[i] = CAP_SKU + c.pool_sku[pool]
+        return DONE
+    amount = price_seconds(c.rows + row, ch)
+    pp = c.t_credits[t] and (pp or service == SVC_TOLLFREE)
+    if pp and c.s_balance[t] > 0:
+        if amount > 0:
+            debit(c, t, now, amount, i)
+        c.o_status[i] = S_PARTLY if pool >= 0 else S_CHARGED
+        c.o_capability[i] = CAP_CREDITS
+        c.o_charged_seconds[i] = <int32_t>ch
+        c.o_charge[i] = amount
+        c.o_balance_after[i] = c.s_balance[t]
+        if amount > 0:
+            return recharge(c, t, now)
+        return DONE
+    if pool >= 0:
+        c.o_status[i] = S_CUT_NO_LICENSE if not pp else S_CUT_NO_FUNDS
+        c.o_capability[i] = CAP_SKU + c.pool_sku[pool]
+    else:
+        c.o_status[i] = S_BLOCKED_NO_LICENSE if not pp else S_BLOCKED_NO_FUNDS
+    c.o_unbilled_seconds[i] = <int32_t>ch
+    c.o_unbilled_amount[i] = amount
+    return DONE
+
+
+cdef int64_t run_events(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nogil:
+    """Process events [lo, hi); returns where it stopped (hi when done)."""
+    cdef int64_t e, now, ref
+    cdef int32_t t
+    cdef int8_t kind
+    cdef int64_t room
+    for e in range(lo, hi):
+        t = c.ev_tenant[e]
+        now = c.ev_time[e]
+        kind = c.ev_kind[e]
+        ref = c.ev_ref[e]
+        # expiries check their own room; stopping between two is safe
+        code[0] = advance(c, t, now)
+        if code[0] != DONE:
+            return e
+        # worst case of the event itself: a debit over every live lot plus
+        # one overrun, a recharge round, three notifications
+        room = c.lot_count[t] + 2 * RECHARGES_PER_INSTANT + 8
+        if c.l_n + room > c.l_cap or c.n_n + room > c.n_cap or c.f_n + 8 > c.f_cap:
+            code[0] = NEED_ROOM
+            return e
+        if kind == EV_FUND:
+            if add_lot(c, t, now, c.fund_amount[ref], L_FUND, ref) != DONE:
+                code[0] = LOTS_FULL
+                return e
+        elif kind == EV_CARD:
+            c.s_card[t] = c.card_valid[ref]
+            c.s_backoff[t] = RC_INT64_MIN
+        elif kind == EV_CALL:
+            code[0] = bill_call(c, t, now, ref)
+            if code[0] != DONE:
+                return e
+        if c.s_point[t] < now:
+            c.s_point[t] = now
+    code[0] = DONE
+    return hi
+
+
+cdef class Pass:
+    """Holds the pointers of one pass over a range of events; the Python side
+    (ratecore.billing) owns every array and keeps them alive."""
+
+    cdef Ctx c
+    cdef object keep
+
+    def __init__(self, ins, state, out):
+        self.keep = (ins, state, out)
+        cdef Ctx* c = &self.c
+        c.ev_time = _i64(ins.ev_time)
+        c.ev_kind = _i8(ins.ev_kind)
+        c.ev_ref = _i64(ins.ev_ref)
+        c.ev_tenant = _i32(ins.ev_tenant)
+        c.call_payer = _i32(ins.call_payer)
+        c.call_start = _i64(ins.call_start)
+        c.call_service = _i8(ins.call_service)
+        c.call_status = _i8(ins.call_status)
+        c.call_row = _i32(ins.call_row)
+        c.call_billable = _i32(ins.call_billable)
+        c.fund_amount = _i64(ins.fund_amount)
+        c.card_valid = _i64(ins.card_valid)
+        c.rows = <const RowTerms*> _u8(ins.row_terms.view("u1"))
+        c.row_country = _i32(ins.row_country)
+        c.row_premium = _u8(ins.row_premium)
+        c.n_countries = ins.n_countries
+        c.domestic = _u8(ins.domestic)
+        c.zone_a = _u8(ins.zone_a)
+        c.t_country = _i32(ins.t_country)
+        c.t_credits = _u8(ins.t_credits)
+        c.t_auto = _u8(ins.t_auto)
+        c.t_trigger = _i64(ins.t_trigger)
+        c.t_recharge = _i64(ins.t_recharge)
+        c.payer_lo = _i32(ins.payer_lo)
+        c.payer_hi = _i32(ins.payer_hi)
+        c.lic_from = _i64(ins.lic_from)
+        c.lic_to = _i64(ins.lic_to)
+        c.lic_loc = _i32(ins.lic_loc)
+        c.lic_credits = _u8(ins.lic_credits)
+        c.lic_user_pool = _i32(ins.lic_user_pool)
+        c.lic_dom_pool = _i32(ins.lic_dom_pool)
+        c.lic_intl_pool = _i32(ins.lic_intl_pool)
+        c.lic_dial_pool = _i32(ins.lic_dial_pool)
+        c.pool_cp_lo = _i32(ins.pool_cp_lo)
+        c.pool_cp_hi = _i32(ins.pool_cp_hi)
+        c.cp_time = _i64(ins.cp_time)
+        c.cp_size = _i64(ins.cp_size)
+        c.pool_partner = _i32(ins.pool_partner)
+        c.pool_cap = _i32(ins.pool_cap)
+        c.pool_sku = _i8(ins.pool_sku)
+        c.s_point = _w64(state.point)
+        c.s_balance = _w64(state.balance)
+        c.s_debt = _w64(state.debt)
+        c.s_card = _w64(state.card)
+        c.s_backoff = _w64(state.backoff)
+        c.s_rc_instant = _w64(state.rc_instant)
+        c.s_rc_count = _w32(state.rc_count)
+        c.s_next_lot = _w64(state.next_lot)
+        c.s_seq = _w64(state.seq)
+        c.s_nseq = _w64(state.nseq)
+        c.lot_base = _i64(state.lot_base)
+        c.lot_cap = _i32(state.lot_cap)
+        c.lot_head = _w32(state.lot_head)
+        c.lot_count = _w32(state.lot_count)
+        c.lot_id = _w64(state.lot_id)
+        c.lot_funded = _w64(state.lot_funded)
+        c.lot_expires = _w64(state.lot_expires)
+        c.lot_amount = _w64(state.lot_amount)
+        c.lot_remaining = _w64(state.lot_remaining)
+        c.p_month = _w32(state.p_month)
+        c.p_used = _w64(state.p_used)
+        c.p_size = _w64(state.p_size)
+        c.p_flags = _wu8(state.p_flags)
+        c.cap_month = _w32(state.cap_month)
+        c.o_domestic = _w8(out.domestic)
+        c.o_pool = _w32(out.pool)
+        c.o_pool_seconds = _w32(out.pool_seconds)
+        c.o_charged_seconds = _w32(out.charged_seconds)
+        c.o_charge = _w64(out.charge)
+        c.o_capability = _w8(out.capability)
+        c.o_status = _w8(out.status)
+        c.o_unbilled_seconds = _w32(out.unbilled_seconds)
+        c.o_unbilled_amount = _w64(out.unbilled_amount)
+        c.o_balance_after = _w64(out.balance_after)
+        c.l_n = c.n_n = c.f_n = 0
+        c.l_cap = c.n_cap = c.f_cap = 0
+
+    def set_buffers(self, ledger, notes, flushed, int64_t l_n, int64_t n_n, int64_t f_n):
+        """Point at (grown) growable outputs, with how much each already holds."""
+        self.keep = self.keep[:3] + (ledger, notes, flushed)
+        cdef Ctx* c = &self.c
+        c.l_cap = len(ledger.tenant)
+        c.l_n = l_n
+        c.l_tenant = _w32(ledger.tenant)
+        c.l_seq = _w64(ledger.seq)
+        c.l_time = _w64(ledger.time)
+        c.l_kind = _w8(ledger.kind)
+        c.l_lot = _w64(ledger.lot)
+        c.l_amount = _w64(ledger.amount)
+        c.l_balance = _w64(ledger.balance)
+        c.l_ref = _w64(ledger.ref)
+        c.n_cap = len(notes.tenant)
+        c.n_n = n_n
+        c.n_tenant = _w32(notes.tenant)
+        c.n_seq = _w64(notes.seq)
+        c.n_time = _w64(notes.time)
+        c.n_kind = _w8(notes.kind)
+        c.n_amount = _w64(notes.amount)
+        c.n_balance = _w64(notes.balance)
+        c.n_pool = _w32(notes.pool)
+        c.f_cap = len(flushed.pool)
+        c.f_n = f_n
+        c.f_pool = _w32(flushed.pool)
+        c.f_month = _w32(flushed.month)
+        c.f_size = _w64(flushed.size)
+        c.f_used = _w64(flushed.used)
+
+    def run(self, int64_t lo, int64_t hi):
+        """Process events [lo, hi) without the GIL; (code, stopped_at, ledger
+        entries, notifications, flushed pool months) written so far."""
+        cdef int code = DONE
+        cdef int64_t stopped
+        with nogil:
+            stopped = run_events(&self.c, lo, hi, &code)
+        return code, stopped, self.c.l_n, self.c.n_n, self.c.f_n
+
+
+# Pointers into numpy arrays. Each checks dtype and contiguity through the
+# memoryview cast; an empty array yields a pointer that is never read.
+
+cdef const int64_t* _i64(object a) except? NULL:
+    cdef const int64_t[::1] v = a
+    return &v[0] if v.shape[0] else <const int64_t*> NULL
+
+
+cdef const int32_t* _i32(object a) except? NULL:
+    cdef const int32_t[::1] v = a
+    return &v[0] if v.shape[0] else <const int32_t*> NULL
+
+
+cdef const int8_t* _i8(object a) except? NULL:
+    cdef const int8_t[::1] v = a
+    return &v[0] if v.shape[0] else <const int8_t*> NULL
+
+
+cdef const uint8_t* _u8(object a) except? NULL:
+    cdef const uint8_t[::1] v = a
+    return &v[0] if v.shape[0] else <const uint8_t*> NULL
+
+
+cdef int64_t* _w64(object a) except? NULL:
+    cdef int64_t[::1] v = a
+    return &v[0] if v.shape[0] else <int64_t*> NULL
+
+
+cdef int32_t* _w32(object a) except? NULL:
+    cdef int32_t[::1] v = a
+    return &v[0] if v.shape[0] else <int32_t*> NULL
+
+
+cdef int8_t* _w8(object a) except? NULL:
+    cdef int8_t[::1] v = a
+    return &v[0] if v.shape[0] else <int8_t*> NULL
+
+
+cdef uint8_t* _wu8(object a) except? NULL:
+    cdef uint8_t[::1] v = a
+    return &v[0] if v.shape[0] else <uint8_t*> NULL

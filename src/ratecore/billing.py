@@ -1,0 +1,648 @@
+"""The per-tenant pass (SPEC §5-§6): the Python side of the ``_billing`` kernel.
+
+:func:`compile_plan` turns a validated :class:`~ratecore.config.Config`
+into the flat arrays the kernel reads (payers and their license rows in the
+order pools are tried, pools with their sizes over time, geography).
+:class:`BillingState` is what one run leaves for the next: every tenant's
+point in time, balance, debt, live lots, recharge timers, pool use of the
+current month, and which fundings and card updates were applied. :func:`bill`
+sorts one run's events, runs the kernel over ranges of tenants on threads,
+and returns the billing columns of each call plus ledger, notifications and
+pool-use rows.
+
+The semantics are those of :mod:`ratecore.reference.billing`, including the
+decisions it lists where the spec is silent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ratecore import fields
+from ratecore._billing import Pass, expiry_of, month_of
+from ratecore.pricing import SERVICES, STATUSES
+
+INT64_MIN = np.iinfo(np.int64).min
+INT64_MAX = np.iinfo(np.int64).max
+PREMIUM_CLASSES = ("premium", "shared_cost", "special")
+LEDGER_KINDS = ("fund", "recharge", "recharge_failed", "debit", "expire")
+NOTIFICATION_KINDS = ("recharge_succeeded", "recharge_failed", "balance_depleted",
+                      "funds_expired", "pool_80", "pool_100")
+POOL_NOTIFICATIONS = (4, 5)
+EV_FUND, EV_CARD, EV_CALL, EV_END = 0, 1, 2, 3
+CAP_FREECALL, CAP_CREDITS, CAP_SKU = 0, 1, 2
+FREECALL = "FREECALL"
+
+
+def pool_name(sku: str, kind: str, scope: str) -> str:
+    """``SKU:kind:scope``; scope is the pool's country group, the user
+    (per-user pools) or ``tenant`` (conferencing dial-out)."""
+    return f"{sku}:{kind}:{scope}"
+
+
+def month_text(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+# ---- the compiled config ----------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """The config as the kernel reads it; built once per run."""
+
+    n_countries: int
+    countries: list
+    row_terms: np.ndarray
+    row_country: np.ndarray
+    row_premium: np.ndarray
+    domestic: np.ndarray
+    zone_a: np.ndarray
+    tenant_ids: list
+    t_country: np.ndarray
+    t_credits: np.ndarray
+    t_auto: np.ndarray
+    t_trigger: np.ndarray
+    t_recharge: np.ndarray
+    t_card: np.ndarray
+    payer_keys: pa.Array          # "tenant_row\x1fuser_id" of each payer
+    payer_lo: np.ndarray
+    payer_hi: np.ndarray
+    lic_from: np.ndarray
+    lic_to: np.ndarray
+    lic_loc: np.ndarray
+    lic_credits: np.ndarray
+    lic_user_pool: np.ndarray
+    lic_dom_pool: np.ndarray
+    lic_intl_pool: np.ndarray
+    lic_dial_pool: np.ndarray
+    pool_names: list
+    pool_tenant: np.ndarray
+    pool_sku: np.ndarray
+    pool_cp_lo: np.ndarray
+    pool_cp_hi: np.ndarray
+    cp_time: np.ndarray
+    cp_size: np.ndarray
+    pool_partner: np.ndarray
+    pool_cap: np.ndarray
+    cap_keys: list                # (tenant_id, sku, group) of each either-cap group
+    skus: tuple
+    credits_sku: str | None
+
+    def payers(self, tenant_row: np.ndarray, user_id) -> np.ndarray:
+        """Payer index of each (tenant row, user_id); -1 without licenses."""
+        user = pc.fill_null(pc.cast(user_id, pa.string()), "")
+        keys = pc.binary_join_element_wise(
+            pa.array(tenant_row.astype(np.int64)).cast(pa.string()), user, "\x1f")
+        return np.asarray(pc.index_in(keys, self.payer_keys).fill_null(-1)).astype(np.int32)
+
+    def capability_names(self) -> list:
+        return [FREECALL, self.credits_sku] + list(self.skus)
+
+
+def compile_plan(cfg) -> Plan:
+    """Flatten tenants, licenses, SKUs and zones for the kernel."""
+    book, tenants, lic, skus, zones = cfg.book, cfg.tenants, cfg.licenses, cfg.skus, cfg.zones
+    row_countries = book.rows.column("country").to_pylist()
+    zone_countries = set(zones.zone_a) | set(zones.pool_group) | set(zones.pool_group.values())
+    for loc, dests in zones.domestic.items():
+        zone_countries |= {loc} | set(dests)
+    countries = sorted(set(row_countries) | set(tenants.country) | set(lic.usage_location)
+                       | zone_countries)
+    cidx = {c: i for i, c in enumerate(countries)}
+    nc = len(countries)
+    domestic = np.zeros(nc * nc, np.uint8)
+    for a in countries:
+        for b in countries:
+            domestic[cidx[a] * nc + cidx[b]] = zones.is_domestic(a, b)
+    zone_a = np.array([c in zones.zone_a for c in countries], np.uint8)
+    row_class = book.rows.column("number_class").to_pylist()
+
+    # payers: a tenant's users with license rows, rows in the order pools are tried
+    sku_rank = {s: k for k, s in enumerate(skus.skus)}
+    order = sorted(range(len(lic.sku)), key=lambda i: (
+        int(lic.tenant[i]), lic.user_id[i], "user" not in skus.pools[lic.sku[i]],
+        sku_rank[lic.sku[i]], int(lic.line[i])))
+    payer_keys, payer_lo, payer_hi = [], [], []
+    pools: dict[tuple, int] = {}
+    contrib: list[list] = []
+    pool_names, pool_tenant, pool_sku = [], [], []
+    n = len(order)
+    lic_pool = {k: np.full(n, -1, np.int32) for k in ("user", "domestic", "international",
+                                                      "dialout")}
+    lic_credits = np.zeros(n, np.uint8)
+    for j, i in enumerate(order):
+        t, user, sku, loc = int(lic.tenant[i]), lic.user_id[i], lic.sku[i], lic.usage_location[i]
+        key = f"{t}\x1f{user}"
+        if not payer_keys or payer_keys[-1] != key:
+            payer_keys.append(key)
+            payer_lo.append(j)
+            payer_hi.append(j)
+        payer_hi[-1] = j + 1
+        for kind in skus.pools[sku]:
+            if kind == "credits":
+                lic_credits[j] = 1
+                continue
+            scope = user if kind == "user" else "tenant" if kind == "dialout" \
+                else zones.group_of(loc)
+            pkey = (t, sku, kind, scope)
+            if pkey not in pools:
+                pools[pkey] = len(pool_names)
+                pool_names.append(pool_name(sku, kind, scope))
+                pool_tenant.append(t)
+                pool_sku.append(sku_rank[sku])
+                contrib.append([])
+            p = pools[pkey]
+            lic_pool[kind][j] = p
+            contrib[p].append((int(lic.assigned_from[i]), int(lic.assigned_to[i]),
+                               60 * skus.minutes_for(sku, kind, loc)))
+    cp_lo, cp_hi, cp_time, cp_size = [], [], [], []
+    for rows in contrib:
+        steps = Counter()
+        for f, to, s in rows:
+            steps[f] += s
+            if to != INT64_MAX:
+                steps[to] -= s
+        cp_lo.append(len(cp_time))
+        total = 0
+        for time in sorted(steps):
+            total += steps[time]
+            cp_time.append(time)
+            cp_size.append(total)
+        cp_hi.append(len(cp_time))
+    partner = np.full(len(pool_names), -1, np.int32)
+    cap = np.full(len(pool_names), -1, np.int32)
+    cap_keys, cap_index = [], {}
+    for (t, sku, kind, scope), p in pools.items():
+        if kind in ("domestic", "international") and \
+                {"domestic", "international"} <= set(skus.pools[sku]):
+            other = pools.get((t, sku, "international" if kind == "domestic" else "domestic", scope))
+            partner[p] = -1 if other is None else other
+            ck = (tenants.ids[t].as_py(), sku, scope)
+            if ck not in cap_index:
+                cap_index[ck] = len(cap_keys)
+                cap_keys.append(ck)
+            cap[p] = cap_index[ck]
+    order_a = np.array(order, dtype=np.int64)
+    credits = [s for s in skus.skus if "credits" in skus.pools[s]]
+    i64 = lambda v: np.array(v, dtype=np.int64)
+    i32 = lambda v: np.array(v, dtype=np.int32)
+    return Plan(
+        n_countries=nc, countries=countries, row_terms=book.row_terms,
+        row_country=i32([cidx[c] for c in row_countries]),
+        row_premium=np.array([c in PREMIUM_CLASSES for c in row_class], np.uint8),
+        domestic=domestic, zone_a=zone_a,
+        tenant_ids=tenants.ids.to_pylist(),
+        t_country=i32([cidx[c] for c in tenants.country]),
+        t_credits=np.asarray(tenants.credits_enabled, np.uint8),
+        t_auto=np.asarray(tenants.auto_recharge, np.uint8),
+        t_trigger=np.asarray(tenants.trigger_micro, np.int64),
+        t_recharge=np.asarray(tenants.recharge_micro, np.int64),
+        t_card=np.asarray(tenants.card_valid_until, np.int64),
+        payer_keys=pa.array(payer_keys, pa.string()), payer_lo=i32(payer_lo),
+        payer_hi=i32(payer_hi),
+        lic_from=i64(lic.assigned_from)[order_a] if n else i64([]),
+        lic_to=i64(lic.assigned_to)[order_a] if n else i64([]),
+        lic_loc=i32([cidx[lic.usage_location[i]] for i in order]),
+        lic_credits=lic_credits, lic_user_pool=lic_pool["user"],
+        lic_dom_pool=lic_pool["domestic"], lic_intl_pool=lic_pool["international"],
+        lic_dial_pool=lic_pool["dialout"], pool_names=pool_names, pool_tenant=i32(pool_tenant),
+        pool_sku=np.array(pool_sku, np.int8), pool_cp_lo=i32(cp_lo), pool_cp_hi=i32(cp_hi),
+        cp_time=i64(cp_time), cp_size=i64(cp_size), pool_partner=partner, pool_cap=cap,
+        cap_keys=cap_keys, skus=tuple(skus.skus), credits_sku=credits[0] if credits else None)
+
+
+# ---- state between runs ------------------------------------------------------
+
+TENANT_FIELDS = ("point", "balance", "debt", "card", "backoff", "rc_instant", "rc_count",
+                 "next_lot", "seq", "nseq")
+
+
+@dataclass
+class BillingState:
+    """What a run leaves for the next, keyed by names (not by config order),
+    so a config that gains tenants, users or pools still lines up.
+
+    ``card`` is INT64_MIN until a card update was applied: until then the
+    tenant's card is the one in tenants.csv.
+    """
+
+    as_of: int = INT64_MIN
+    tenants: dict = field(default_factory=dict)     # tenant_id -> {TENANT_FIELDS}
+    lots: dict = field(default_factory=dict)        # tenant_id -> [(lot_id, funded, expires, amount, remaining)]
+    pools: dict = field(default_factory=dict)       # (tenant_id, pool) -> (month, used, size, flags)
+    caps: dict = field(default_factory=dict)        # (tenant_id, sku, group) -> month
+    applied_funds: Counter = field(default_factory=Counter)
+    applied_cards: Counter = field(default_factory=Counter)
+
+    def copy(self) -> BillingState:
+        return BillingState(self.as_of, {k: dict(v) for k, v in self.tenants.items()},
+                            {k: list(v) for k, v in self.lots.items()}, dict(self.pools),
+                            dict(self.caps), Counter(self.applied_funds),
+                            Counter(self.applied_cards))
+
+    def balance(self, tenant_id: str) -> int:
+        return self.tenants.get(tenant_id, {}).get("balance", 0)
+
+
+def fund_keys(cfg) -> list:
+    f = cfg.funds
+    return [(cfg.tenants.ids[int(t)].as_py(), int(at), int(a), r or "")
+            for t, at, a, r in zip(f.tenant, f.funded_at, f.amount, f.reference)]
+
+
+def card_keys(cfg) -> list:
+    u = cfg.card_updates
+    return [(cfg.tenants.ids[int(t)].as_py(), int(at), int(v))
+            for t, at, v in zip(u.tenant, u.updated_at, u.card_valid_until)]
+
+
+def _unapplied(keys: list, applied: Counter) -> np.ndarray:
+    """Indices of `keys` not applied yet, as a multiset."""
+    left = Counter(applied)
+    out = []
+    for i, k in enumerate(keys):
+        if left[k] > 0:
+            left[k] -= 1
+        else:
+            out.append(i)
+    return np.array(out, dtype=np.int64)
+
+
+# ---- one run ----------------------------------------------------------------
+
+
+@dataclass
+class Calls:
+    """One run's priced, accepted calls (any order)."""
+
+    tenant: np.ndarray     # int32 row in Tenants.ids
+    user_id: pa.Array
+    usage_id: pa.Array
+    start: np.ndarray      # int64 µs
+    service: np.ndarray    # int8
+    status: np.ndarray     # int8 (pricing status)
+    row: np.ndarray        # int32
+    billable: np.ndarray   # int32
+
+    def __len__(self) -> int:
+        return len(self.tenant)
+
+
+@dataclass
+class Billed:
+    """Billing columns of each call (in the order given) and the run's other outputs."""
+
+    domestic: np.ndarray
+    pool: np.ndarray
+    pool_seconds: np.ndarray
+    charged_seconds: np.ndarray
+    charge: np.ndarray
+    capability: np.ndarray
+    status: np.ndarray
+    unbilled_seconds: np.ndarray
+    unbilled_amount: np.ndarray
+    balance_after: np.ndarray
+    late: np.ndarray
+    ledger: pa.Table
+    notifications: pa.Table
+    pools: pa.Table           # month use of every pool touched, by (tenant, month, pool)
+    months: list              # months the pools table covers
+    as_of: int
+
+
+def _grow(ns: SimpleNamespace, n_used: int, capacity: int) -> SimpleNamespace:
+    out = SimpleNamespace()
+    for name, arr in vars(ns).items():
+        new = np.zeros(capacity, dtype=arr.dtype)
+        new[:n_used] = arr[:n_used]
+        setattr(out, name, new)
+    return out
+
+
+def _ledger_buffers(n):
+    return SimpleNamespace(tenant=np.zeros(n, np.int32), seq=np.zeros(n, np.int64),
+                           time=np.zeros(n, np.int64), kind=np.zeros(n, np.int8),
+                           lot=np.zeros(n, np.int64), amount=np.zeros(n, np.int64),
+                           balance=np.zeros(n, np.int64), ref=np.zeros(n, np.int64))
+
+
+def _note_buffers(n):
+    return SimpleNamespace(tenant=np.zeros(n, np.int32), seq=np.zeros(n, np.int64),
+                           time=np.zeros(n, np.int64), kind=np.zeros(n, np.int8),
+                           amount=np.zeros(n, np.int64), balance=np.zeros(n, np.int64),
+                           pool=np.zeros(n, np.int32))
+
+
+def _flush_buffers(n):
+    return SimpleNamespace(pool=np.zeros(n, np.int32), month=np.zeros(n, np.int32),
+                           size=np.zeros(n, np.int64), used=np.zeros(n, np.int64))
+
+
+def _run_range(ins, kstate, out, lo: int, hi: int):
+    """Run the kernel over events [lo, hi), growing its output buffers as needed."""
+    p = Pass(ins, kstate, out)
+    cap = max(1024, (hi - lo) // 4)
+    led, notes, flushed = _ledger_buffers(cap), _note_buffers(cap), _flush_buffers(cap)
+    ln = nn = fn = 0
+    pos = lo
+    while True:
+        p.set_buffers(led, notes, flushed, ln, nn, fn)
+        code, pos, ln, nn, fn = p.run(pos, hi)
+        if code == 0:
+            break
+        if code != 1:
+            raise RuntimeError("billing kernel: a tenant's lot buffer is full")
+        led = _grow(led, ln, 2 * len(led.tenant))
+        notes = _grow(notes, nn, 2 * len(notes.tenant))
+        flushed = _grow(flushed, fn, 2 * len(flushed.pool))
+    return (SimpleNamespace(**{k: v[:ln] for k, v in vars(led).items()}),
+            SimpleNamespace(**{k: v[:nn] for k, v in vars(notes).items()}),
+            SimpleNamespace(**{k: v[:fn] for k, v in vars(flushed).items()}))
+
+
+def _usage_rank(usage_id: pa.Array) -> np.ndarray:
+    """Rank of each usage_id in byte order (ties in start time break on it)."""
+    n = len(usage_id)
+    rank = np.empty(n, np.int64)
+    rank[np.asarray(pc.sort_indices(usage_id))] = np.arange(n, dtype=np.int64)
+    return rank
+
+
+def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | None = None,
+         threads: int = 1) -> Billed:
+    """Bill one run: advance every tenant through its fundings, card updates
+    and calls to the run's as-of time. `state` is updated in place."""
+    n_t = len(plan.tenant_ids)
+    starts = calls.start
+    run_as_of = max([state.as_of] + ([int(as_of)] if as_of is not None else [])
+                    + ([int(starts.max())] if len(starts) else []))
+
+    # kernel state in config order
+    ks = SimpleNamespace()
+    for name in TENANT_FIELDS:
+        ks.__dict__[name] = np.zeros(n_t, np.int32 if name == "rc_count" else np.int64)
+    for t, tid in enumerate(plan.tenant_ids):
+        st = state.tenants.get(tid)
+        if st is None:
+            st = {"point": INT64_MIN, "balance": 0, "debt": 0, "card": INT64_MIN,
+                  "backoff": INT64_MIN, "rc_instant": INT64_MIN, "rc_count": 0, "next_lot": 1,
+                  "seq": 0, "nseq": 0}
+        for name in TENANT_FIELDS:
+            ks.__dict__[name][t] = st[name]
+    updated_card = ks.card.copy()
+    ks.card = np.where(updated_card == INT64_MIN, plan.t_card, updated_card)
+    card_from_update = updated_card != INT64_MIN
+    point = ks.point.copy()
+
+    # events
+    fk, ck = fund_keys(cfg), card_keys(cfg)
+    fund_i = _unapplied(fk, state.applied_funds)
+    fund_i = fund_i[cfg.funds.funded_at[fund_i] <= run_as_of] if len(fund_i) else fund_i
+    card_i = _unapplied(ck, state.applied_cards)
+    card_i = card_i[cfg.card_updates.updated_at[card_i] <= run_as_of] if len(card_i) else card_i
+    n_c, n_f, n_u = len(calls), len(fund_i), len(card_i)
+    ev_tenant = np.concatenate([calls.tenant.astype(np.int32),
+                                cfg.funds.tenant[fund_i].astype(np.int32),
+                                cfg.card_updates.tenant[card_i].astype(np.int32),
+                                np.arange(n_t, dtype=np.int32)])
+    own = np.concatenate([starts, cfg.funds.funded_at[fund_i],
+                          cfg.card_updates.updated_at[card_i],
+                          np.full(n_t, run_as_of, np.int64)]).astype(np.int64)
+    ev_time = np.maximum(own, point[ev_tenant])
+    ev_kind = np.concatenate([np.full(n_c, EV_CALL, np.int8), np.full(n_f, EV_FUND, np.int8),
+                              np.full(n_u, EV_CARD, np.int8), np.full(n_t, EV_END, np.int8)])
+    ev_ref = np.concatenate([np.arange(n_c), fund_i, card_i, np.zeros(n_t, np.int64)]
+                            ).astype(np.int64)
+    tie = np.concatenate([_usage_rank(calls.usage_id) if n_c else np.zeros(0, np.int64),
+                          fund_i, card_i, np.zeros(n_t, np.int64)]).astype(np.int64)
+    kind_rank = np.where(ev_kind == EV_END, 4, ev_kind)
+    order = np.lexsort((tie, own, kind_rank, ev_time, ev_tenant))
+    ev_tenant, ev_time, ev_kind, ev_ref = (ev_tenant[order], ev_time[order], ev_kind[order],
+                                           ev_ref[order])
+    late = (starts < point[calls.tenant]) if n_c else np.zeros(0, bool)
+
+    # lots: live lots from the state in rings sized for this run
+    per_t_funds = np.bincount(cfg.funds.tenant[fund_i].astype(np.int64), minlength=n_t)
+    per_t_calls = np.bincount(calls.tenant.astype(np.int64), minlength=n_t) if n_c \
+        else np.zeros(n_t, np.int64)
+    live = [state.lots.get(tid, []) for tid in plan.tenant_ids]
+    lot_cap = np.empty(n_t, np.int32)
+    for t in range(n_t):
+        extra = 0
+        if plan.t_auto[t] and plan.t_recharge[t] > 0:
+            need = -(-int(plan.t_trigger[t]) // int(plan.t_recharge[t])) + 2 * 10 + 2
+            extra = min(need, 10 * (int(per_t_calls[t]) + len(live[t]) + int(per_t_funds[t])) + 11)
+        lot_cap[t] = max(1, len(live[t]) + int(per_t_funds[t]) + extra)
+    lot_base = np.zeros(n_t, np.int64)
+    lot_base[1:] = np.cumsum(lot_cap.astype(np.int64))[:-1]
+    total = int(lot_cap.sum())
+    for name in ("lot_id", "lot_funded", "lot_expires", "lot_amount", "lot_remaining"):
+        ks.__dict__[name] = np.zeros(total, np.int64)
+    ks.lot_base, ks.lot_cap = lot_base, lot_cap
+    ks.lot_head = np.zeros(n_t, np.int32)
+    ks.lot_count = np.array([len(x) for x in live], np.int32)
+    for t, lots in enumerate(live):
+        for k, lot in enumerate(lots):
+            j = lot_base[t] + k
+            (ks.lot_id[j], ks.lot_funded[j], ks.lot_expires[j], ks.lot_amount[j],
+             ks.lot_remaining[j]) = lot
+
+    # pools and either-cap groups
+    n_p = len(plan.pool_names)
+    ks.p_month = np.full(n_p, -1, np.int32)
+    ks.p_used = np.zeros(n_p, np.int64)
+    ks.p_size = np.zeros(n_p, np.int64)
+    ks.p_flags = np.zeros(n_p, np.uint8)
+    pool_keys = [(plan.tenant_ids[t], name) for t, name in zip(plan.pool_tenant, plan.pool_names)]
+    for p, key in enumerate(pool_keys):
+        if key in state.pools:
+            ks.p_month[p], ks.p_used[p], ks.p_size[p], ks.p_flags[p] = state.pools[key]
+    ks.cap_month = np.array([state.caps.get(k, -1) for k in plan.cap_keys], np.int32) \
+        if plan.cap_keys else np.zeros(0, np.int32)
+
+    ins = SimpleNamespace(
+        ev_time=ev_time, ev_kind=ev_kind, ev_ref=ev_ref, ev_tenant=ev_tenant,
+        call_payer=plan.payers(calls.tenant, calls.user_id) if n_c else np.zeros(0, np.int32),
+        call_start=np.ascontiguousarray(starts, np.int64),
+        call_service=np.ascontiguousarray(calls.service, np.int8),
+        call_status=np.ascontiguousarray(calls.status, np.int8),
+        call_row=np.ascontiguousarray(calls.row, np.int32),
+        call_billable=np.ascontiguousarray(calls.billable, np.int32),
+        fund_amount=np.ascontiguousarray(cfg.funds.amount, np.int64),
+        card_valid=np.ascontiguousarray(cfg.card_updates.card_valid_until, np.int64),
+        **{k: getattr(plan, k) for k in (
+            "row_terms", "row_country", "row_premium", "n_countries", "domestic", "zone_a",
+            "t_country", "t_credits", "t_auto", "t_trigger", "t_recharge", "payer_lo",
+            "payer_hi", "lic_from", "lic_to", "lic_loc", "lic_credits", "lic_user_pool",
+            "lic_dom_pool", "lic_intl_pool", "lic_dial_pool", "pool_cp_lo", "pool_cp_hi",
+            "cp_time", "cp_size", "pool_partner", "pool_cap", "pool_sku")})
+    out = SimpleNamespace(
+        domestic=np.empty(n_c, np.int8), pool=np.empty(n_c, np.int32),
+        pool_seconds=np.empty(n_c, np.int32), charged_seconds=np.empty(n_c, np.int32),
+        charge=np.empty(n_c, np.int64), capability=np.empty(n_c, np.int8),
+        status=np.empty(n_c, np.int8), unbilled_seconds=np.empty(n_c, np.int32),
+        unbilled_amount=np.empty(n_c, np.int64), balance_after=np.empty(n_c, np.int64))
+
+    # tenants are independent: split the events at tenant boundaries
+    n_ev = len(ev_time)
+    bounds = [0]
+    if threads > 1 and n_ev > 100_000:
+        first = np.searchsorted(ev_tenant, np.arange(n_t + 1), side="left")
+        for k in range(1, threads):
+            cut = int(first[np.searchsorted(first, n_ev * k // threads)])
+            if bounds[-1] < cut < n_ev:
+                bounds.append(cut)
+    bounds.append(n_ev)
+    ranges = list(zip(bounds[:-1], bounds[1:]))
+    if len(ranges) == 1:
+        parts = [_run_range(ins, ks, out, *ranges[0])]
+    else:
+        with ThreadPoolExecutor(len(ranges), thread_name_prefix="ratecore-bill") as ex:
+            parts = list(ex.map(lambda r: _run_range(ins, ks, out, *r), ranges))
+    led = SimpleNamespace(**{k: np.concatenate([getattr(p[0], k) for p in parts])
+                             for k in vars(parts[0][0])})
+    notes = SimpleNamespace(**{k: np.concatenate([getattr(p[1], k) for p in parts])
+                               for k in vars(parts[0][1])})
+    flushed = SimpleNamespace(**{k: np.concatenate([getattr(p[2], k) for p in parts])
+                                 for k in vars(parts[0][2])})
+
+    # state back, by name
+    for t, tid in enumerate(plan.tenant_ids):
+        st = {name: int(ks.__dict__[name][t]) for name in TENANT_FIELDS}
+        if not card_from_update[t] and not (n_u and np.any(
+                cfg.card_updates.tenant[card_i] == t)):
+            st["card"] = INT64_MIN
+        st["point"] = max(st["point"], run_as_of)
+        state.tenants[tid] = st
+        lots = []
+        for k in range(int(ks.lot_count[t])):
+            j = int(lot_base[t] + (ks.lot_head[t] + k) % lot_cap[t])
+            lots.append((int(ks.lot_id[j]), int(ks.lot_funded[j]), int(ks.lot_expires[j]),
+                         int(ks.lot_amount[j]), int(ks.lot_remaining[j])))
+        state.lots[tid] = lots
+    for p, key in enumerate(pool_keys):
+        if ks.p_month[p] >= 0:
+            state.pools[key] = (int(ks.p_month[p]), int(ks.p_used[p]), int(ks.p_size[p]),
+                                int(ks.p_flags[p]))
+    for g, key in enumerate(plan.cap_keys):
+        if ks.cap_month[g] >= 0:
+            state.caps[key] = int(ks.cap_month[g])
+    for i in fund_i:
+        state.applied_funds[fk[i]] += 1
+    for i in card_i:
+        state.applied_cards[ck[i]] += 1
+    state.as_of = run_as_of
+
+    return Billed(
+        domestic=out.domestic, pool=out.pool, pool_seconds=out.pool_seconds,
+        charged_seconds=out.charged_seconds, charge=out.charge, capability=out.capability,
+        status=out.status, unbilled_seconds=out.unbilled_seconds,
+        unbilled_amount=out.unbilled_amount, balance_after=out.balance_after, late=late,
+        ledger=_ledger_table(plan, cfg, calls, led), notifications=_notes_table(plan, notes),
+        pools=_pools_table(plan, state, flushed, pool_keys)[0],
+        months=_pools_table(plan, state, flushed, pool_keys)[1], as_of=run_as_of)
+
+
+# ---- output tables ------------------------------------------------------------
+
+MONEY = pa.decimal128(18, 6)
+TIME = pa.timestamp("us", tz="UTC")
+LEDGER_SCHEMA = pa.schema([
+    ("tenant_id", pa.string()), ("seq", pa.int64()), ("time", TIME), ("kind", pa.string()),
+    ("lot_id", pa.int64()), ("amount", MONEY), ("balance_after", MONEY),
+    ("reference", pa.string()), ("usage_id", pa.string())])
+NOTIFICATION_SCHEMA = pa.schema([
+    ("tenant_id", pa.string()), ("seq", pa.int64()), ("time", TIME), ("kind", pa.string()),
+    ("amount", MONEY), ("balance", MONEY), ("pool", pa.string())])
+POOL_SCHEMA = pa.schema([
+    ("tenant_id", pa.string()), ("month", pa.string()), ("pool", pa.string()),
+    ("capability", pa.string()), ("kind", pa.string()), ("scope", pa.string()),
+    ("size_seconds", pa.int64()), ("used_seconds", pa.int64())])
+
+
+def _take(values: list, idx: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """values[idx] as strings; null where `mask`."""
+    if not values:
+        values = [None]
+    arr = pa.array(values, pa.string()).take(pa.array(np.where(mask, 0, idx) if mask is not None
+                                                       else idx))
+    return arr if mask is None else pc.if_else(pa.array(mask), pa.nulls(len(arr), pa.string()), arr)
+
+
+def _ledger_table(plan, cfg, calls, led) -> pa.Table:
+    n = len(led.tenant)
+    kind = led.kind.astype(np.int64)
+    is_fund = kind == 0
+    is_debit = kind == 3
+    refs = cfg.funds.reference
+    reference = pa.array([refs[int(r)] if f else None for r, f in zip(led.ref, is_fund)],
+                         pa.string()) if n else pa.array([], pa.string())
+    usage = calls.usage_id.take(pa.array(np.where(is_debit, led.ref, 0))) if n and len(calls) \
+        else pa.nulls(n, pa.string())
+    usage = pc.if_else(pa.array(is_debit), usage, pa.nulls(n, pa.string())) if n else usage
+    return pa.table({
+        "tenant_id": _take(plan.tenant_ids, led.tenant), "seq": pa.array(led.seq),
+        "time": pa.array(led.time, TIME), "kind": _take(list(LEDGER_KINDS), kind),
+        "lot_id": pa.array(led.lot, mask=led.lot == 0),
+        "amount": fields.micro_to_decimal(led.amount),
+        "balance_after": fields.micro_to_decimal(led.balance),
+        "reference": reference, "usage_id": pa.array(usage, pa.string())}, schema=LEDGER_SCHEMA)
+
+
+def _notes_table(plan, notes) -> pa.Table:
+    kind = notes.kind.astype(np.int64)
+    is_pool = np.isin(kind, POOL_NOTIFICATIONS)
+    return pa.table({
+        "tenant_id": _take(plan.tenant_ids, notes.tenant), "seq": pa.array(notes.seq),
+        "time": pa.array(notes.time, TIME), "kind": _take(list(NOTIFICATION_KINDS), kind),
+        "amount": fields.micro_to_decimal(notes.amount, is_pool),
+        "balance": fields.micro_to_decimal(notes.balance),
+        "pool": _take(plan.pool_names, notes.pool, ~is_pool)}, schema=NOTIFICATION_SCHEMA)
+
+
+def _pools_table(plan, state, flushed, pool_keys):
+    """Month use per pool: months closed during the run, and every month the
+    state still holds (the current one of each pool)."""
+    rows = {}
+    for p, m, s, u in zip(flushed.pool, flushed.month, flushed.size, flushed.used):
+        tid, name = pool_keys[int(p)]
+        rows[(tid, int(m), name)] = (int(s), int(u))
+    for (tid, name), (m, used, size, _flags) in state.pools.items():
+        if used > 0:
+            rows[(tid, m, name)] = (size, used)
+    keys = sorted(rows)
+    parts = [name.split(":", 2) for _, _, name in keys]
+    table = pa.table({
+        "tenant_id": pa.array([k[0] for k in keys], pa.string()),
+        "month": pa.array([month_text(k[1]) for k in keys], pa.string()),
+        "pool": pa.array([k[2] for k in keys], pa.string()),
+        "capability": pa.array([p[0] for p in parts], pa.string()),
+        "kind": pa.array([p[1] for p in parts], pa.string()),
+        "scope": pa.array([p[2] for p in parts], pa.string()),
+        "size_seconds": pa.array([rows[k][0] for k in keys], pa.int64()),
+        "used_seconds": pa.array([rows[k][1] for k in keys], pa.int64())}, schema=POOL_SCHEMA)
+    return table, sorted({month_text(k[1]) for k in keys})
+
+
+__all__ = [
+    "LEDGER_KINDS",
+    "NOTIFICATION_KINDS",
+    "SERVICES",
+    "STATUSES",
+    "Billed",
+    "BillingState",
+    "Calls",
+    "Plan",
+    "bill",
+    "compile_plan",
+    "expiry_of",
+    "month_of",
+]
