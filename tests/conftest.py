@@ -40,12 +40,27 @@ def write_deck(path: Path, rows) -> Path:
 
 
 def write_config(root: Path, deck_rows, tenants=None) -> Path:
-    """config/ with decks/deck.csv and tenants.csv (tenant t1 on deck d1)."""
+    """config/ with decks/deck.csv and tenants.csv (tenant t1 on deck d1).
+
+    Every tenant may spend credits and has plenty: its user ``u1@<tenant>.example``
+    holds MCOPSTNPP and the tenant is funded with 1,000,000 every 1 January of
+    2019-2030 (lots expire after 12 months), so a rated call is ``charged``
+    its full price (the pricing tests' view)."""
     config = root / "config"
     write_deck(config / "decks" / "deck.csv", deck_rows)
     tenants = tenants or [{"tenant_id": "t1", "name": "Contoso", "country": "US",
                            "currency": "USD", "deck": "d1"}]
-    write_csv(config / "tenants.csv", ["tenant_id", "name", "country", "currency", "deck"], tenants)
+    tenants = [{"credits_enabled": "true", **t} for t in tenants]
+    write_csv(config / "tenants.csv", ["tenant_id", "name", "country", "currency", "deck",
+                                       "credits_enabled"], tenants)
+    ids = [t["tenant_id"] for t in tenants if t.get("tenant_id")]
+    write_csv(config / "licenses.csv", LICENSE_HEADER, [
+        {"tenant_id": t, "user_id": f"u1@{t}.example", "usage_location": "US",
+         "sku": "MCOPSTNPP", "assigned_from": "2020-01-01", "assigned_to": ""}
+        for t in dict.fromkeys(ids)])
+    write_csv(config / "funds.csv", FUND_HEADER, [
+        {"tenant_id": t, "funded_at": f"{year}-01-01", "amount": "1000000",
+         "reference": f"EA-{year}"} for t in dict.fromkeys(ids) for year in range(2019, 2031)])
     return config
 
 

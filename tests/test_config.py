@@ -188,7 +188,11 @@ def test_zones_refused(tmp, rows, line, column, words):
 # --------------------------------------------------------------------------
 
 def test_minimal_tenants_take_defaults(tmp):
-    cfg = load_config(make_config(tmp))  # tenants.csv without the credit columns
+    config = make_config(tmp)
+    write_csv(config / "tenants.csv", ["tenant_id", "name", "country", "currency", "deck"],
+              [{"tenant_id": "t1", "name": "Contoso", "country": "US", "currency": "USD",
+                "deck": "d1"}])
+    cfg = load_config(config)  # tenants.csv without the credit columns
     t = cfg.tenants
     assert t.country == ["US"]
     assert t.credits_enabled.tolist() == [False] and t.auto_recharge.tolist() == [False]

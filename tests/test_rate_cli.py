@@ -98,13 +98,13 @@ def test_csv_cdrs_with_end_time(tmp):
     config = write_config(tmp, DECK)
     write_csv(tmp / "cdrs.csv", ["usage_id", "tenant_id", "user_id", "call_type",
                                  "caller_number", "callee_number", "start_time", "end_time"], [
-        {"usage_id": "c1", "tenant_id": "t1", "user_id": "u", "call_type": "user_out",
+        {"usage_id": "c1", "tenant_id": "t1", "user_id": "u1@t1.example", "call_type": "user_out",
          "caller_number": "", "callee_number": "+44 20 7946 0000",
          "start_time": "2024-03-01T10:00:00Z", "end_time": "2024-03-01T10:00:56.2Z"},
-        {"usage_id": "c2", "tenant_id": "t1", "user_id": "u", "call_type": "user_out",
+        {"usage_id": "c2", "tenant_id": "t1", "user_id": "u1@t1.example", "call_type": "user_out",
          "caller_number": "", "callee_number": "+4420", "start_time": "2024-03-01 10:00:00",
          "end_time": "2024-03-01T09:00:00Z"},
-        {"usage_id": "c3", "tenant_id": "t1", "user_id": "u", "call_type": "user_out",
+        {"usage_id": "c3", "tenant_id": "t1", "user_id": "u1@t1.example", "call_type": "user_out",
          "caller_number": "", "callee_number": "+4420", "start_time": "yesterday",
          "end_time": "2024-03-01T09:00:00Z"},
     ])

@@ -129,13 +129,14 @@ def rate(config_dir, cdr_paths, more_cdrs, out_dir, as_of, rerate, strict, deck_
     """Rate CDRs against a config directory into OUT (rated/, rejects/)."""
     from ratecore import run
 
-    if as_of or rerate:
-        raise InputError("--as-of and --rerate need the billing state, which this "
-                         "version does not keep yet")
+    if rerate:
+        raise InputError("--rerate is not implemented yet: re-rate a month by rating its "
+                         "CDRs into a fresh --out")
     paths = list(cdr_paths) + list(more_cdrs)
+    stop = run.parse_as_of(as_of) if as_of else None
     with progress_bar("rating", _count_rows(paths)) as bar:
         summary = run.rate(config_dir, paths, out_dir, deck_file=deck_file, strict=strict,
-                           threads=threads, progress=bar)
+                           as_of=stop, threads=threads, progress=bar)
     print_summary(summary)
 
 

@@ -27,7 +27,7 @@ REJECT_SCHEMA = pa.schema(
 #: high-cardinality ones (usage_id, numbers, call ids) are written plain.
 DICTIONARY_COLUMNS = ("tenant_id", "user_id", "call_type", "number_type", "service", "deck",
                       "prefix", "destination", "country", "number_class", "currency", "status",
-                      "month", "file", "reason")
+                      "month", "file", "reason", "pool", "capability", "kind")
 
 
 def _dict(indices: np.ndarray, values: pa.Array, missing: np.ndarray) -> pa.DictionaryArray:
@@ -35,8 +35,15 @@ def _dict(indices: np.ndarray, values: pa.Array, missing: np.ndarray) -> pa.Dict
     return pa.DictionaryArray.from_arrays(idx, values)
 
 
-def rated_table(cdrs: pa.Table, priced: Priced, book: RateBook) -> pa.Table:
-    """The rated records of accepted CDRs: the input columns plus pricing."""
+def rated_table(cdrs: pa.Table, priced: Priced, book: RateBook, billed=None,
+                plan=None) -> pa.Table:
+    """The rated records of accepted CDRs: the input columns, pricing, and
+    (given the billing columns of the same rows) billing (SPEC §7).
+
+    `billed` is a :class:`ratecore.billing.Billed` sliced to these rows and
+    `plan` the :class:`ratecore.billing.Plan` that names its pools and
+    capabilities. Without them ``charge`` is the full credit price.
+    """
     rows = book.rows
     no_row = priced.row < 0
     row = np.where(no_row, 0, priced.row)
@@ -45,12 +52,28 @@ def rated_table(cdrs: pa.Table, priced: Priced, book: RateBook) -> pa.Table:
     out["service"] = _dict(priced.service, pa.array(SERVICES), no_service)
     for name in ("deck", "prefix", "destination", "country", "number_class"):
         out[name] = _dict(row, rows.column(name).combine_chunks(), no_row)
+    if billed is not None:
+        out["domestic"] = pa.array(billed.domestic == 1, mask=billed.domestic < 0)
     out["rate"] = fields.micro_to_decimal(book.row_terms["rate"][row], no_row)
     out["billable_seconds"] = pa.array(priced.billable)
+    if billed is not None:
+        no_pool = billed.pool < 0
+        out["pool"] = _dict(billed.pool, pa.array(plan.pool_names or [""], pa.string()), no_pool)
+        out["pool_seconds"] = pa.array(billed.pool_seconds)
+        out["charged_seconds"] = pa.array(billed.charged_seconds)
     out["connect_fee"] = fields.micro_to_decimal(book.row_terms["connect_fee"][row], no_row)
-    out["charge"] = fields.micro_to_decimal(priced.charge)
+    out["charge"] = fields.micro_to_decimal(priced.charge if billed is None else billed.charge)
     out["currency"] = _dict(row, rows.column("currency").combine_chunks(), no_row)
-    out["status"] = _dict(priced.status, pa.array(STATUSES), priced.status < 0)
+    if billed is not None:
+        out["capability"] = _dict(billed.capability, pa.array(plan.capability_names(), pa.string()),
+                                  billed.capability < 0)
+    status = priced.status if billed is None else billed.status
+    out["status"] = _dict(status, pa.array(STATUSES), status < 0)
+    if billed is not None:
+        out["unbilled_seconds"] = pa.array(billed.unbilled_seconds)
+        out["unbilled_amount"] = fields.micro_to_decimal(billed.unbilled_amount)
+        out["balance_after"] = fields.micro_to_decimal(billed.balance_after)
+        out["late"] = pa.array(billed.late, pa.bool_())
     return pa.table(out)
 
 

@@ -1,9 +1,16 @@
-"""One rating run: read CDRs, price them, publish rated records and rejects.
+"""One rating run (SPEC §8): read CDRs, price them, bill them per tenant,
+publish rated records, rejects, ledger, notifications, pools and state.
 
-The run stages everything under ``OUT/.staging-*`` and publishes at the end
-by renaming, so a failed or refused run leaves the previous outputs as they
-were. Within a run the first accepted row of a ``usage_id`` wins; later ones
-are rejected as ``duplicate``.
+A run continues from the state the previous run left in ``OUT/state/`` and
+advances every tenant to the run's as-of time. A ``usage_id`` rated by an
+earlier run, or by an earlier row of this one, is rejected as
+``duplicate``. Everything is staged under ``OUT/.staging-*`` and published
+through a journal (:mod:`ratecore.state`), so a failed, refused or killed
+run leaves the previous outputs and state as they were.
+
+Memory: the run keeps its accepted CDRs (as Arrow) and a few dozen bytes of
+billing columns per CDR until it publishes; it does not yet stream a run
+larger than memory.
 """
 
 from __future__ import annotations
@@ -18,14 +25,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
-from ratecore import outputs, pricing
+from ratecore import billing, fields, outputs, pricing
 from ratecore.cdrs import CDR_COLUMNS, CdrBatch, read_cdrs
-from ratecore.config import load_tenants
-from ratecore.deck import RateBook, load_rate_book
+from ratecore.config import load_config
+from ratecore.deck import RateBook
 from ratecore.errors import InputError
-
-OUTPUT_DIRS = ("rated", "rejects")
+from ratecore.state import JOURNAL, STATE_DIR, publish, read_state, recover, write_state
 
 
 @dataclass
@@ -39,32 +47,29 @@ class RunSummary:
     statuses: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     charge_micro: Counter = field(default_factory=Counter)  # per currency
+    as_of: int | None = None
+    ledger: Counter = field(default_factory=Counter)         # entries per kind
+    notifications: Counter = field(default_factory=Counter)  # per kind
     seconds: float = 0.0
 
 
 @dataclass
 class _Part:
-    rated: pa.Table
+    cdrs: pa.Table            # accepted CDRs of one batch
+    priced: pricing.Priced    # their pricing
+    tenant: np.ndarray        # int32 tenant rows
     file: str
     rows: np.ndarray
 
 
-def load_config(config_dir: Path, deck_file: Path | None = None):
-    """(RateBook, Tenants) of a config directory, or with a candidate deck."""
-    config_dir = Path(config_dir)
-    book = load_rate_book(deck_file if deck_file else config_dir / "decks")
-    tenants = load_tenants(config_dir / "tenants.csv", book, by_currency=deck_file is not None)
-    return book, tenants
-
-
-def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int) -> pricing.Priced:
+def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int):
     cdrs = batch.cdrs
     tenant_row = tenants.lookup(cdrs.column("tenant_id").combine_chunks())
     batch.reject(tenant_row < 0, "unknown_tenant",
                  lambda i: f"column 'tenant_id': unknown tenant {batch.raw.column('tenant_id')[i].as_py()!r}")
-    ok = batch.reason == None  # noqa: E711
+    ok = batch.reason == None
     deck = np.where(ok, tenants.deck_index[np.where(tenant_row < 0, 0, tenant_row)], -1)
-    col = lambda name: cdrs.column(name).combine_chunks()  # noqa: E731
+    col = lambda name: cdrs.column(name).combine_chunks()
     priced = pricing.price(
         book, call_type=pricing.call_type_codes(col("call_type")),
         tollfree=pricing.tollfree_flags(col("number_type")), deck=deck.astype(np.int16),
@@ -75,18 +80,18 @@ def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int) -> pric
         if hit.any():
             column = np.where(priced.service == pricing.SERVICES.index("tollfree_inbound"),
                               "caller_number", "callee_number")
-            batch.reject(hit, reason, lambda i: f"column '{column[i]}': "
+            batch.reject(hit, reason, lambda i, column=column, code=code: f"column '{column[i]}': "
                          + ("missing number for a rated call" if code == -1 else
                             f"{batch.raw.column(column[i])[i].as_py()!r} is not an E.164 number"))
-    return priced
+    return priced, tenant_row
 
 
 def _duplicates(parts: list[_Part]) -> list[np.ndarray]:
     """Per part, the mask of rows whose usage_id an earlier row already has."""
-    masks = [np.zeros(p.rated.num_rows, dtype=bool) for p in parts]
+    masks = [np.zeros(p.cdrs.num_rows, dtype=bool) for p in parts]
     if not parts:
         return masks
-    uid = pa.chunked_array([p.rated.column("usage_id").combine_chunks() for p in parts],
+    uid = pa.chunked_array([p.cdrs.column("usage_id").combine_chunks() for p in parts],
                            pa.string())
     if pc.count_distinct(uid).as_py() == len(uid):
         return masks
@@ -96,9 +101,27 @@ def _duplicates(parts: list[_Part]) -> list[np.ndarray]:
     first_pos[np.asarray(first.column("i_min"))] = True
     start = 0
     for k, p in enumerate(parts):
-        masks[k] = ~first_pos[start: start + p.rated.num_rows]
-        start += p.rated.num_rows
+        masks[k] = ~first_pos[start: start + p.cdrs.num_rows]
+        start += p.cdrs.num_rows
     return masks
+
+
+def _rated_ids(out_dir: Path) -> pa.Array:
+    """usage_id of every CDR rated by earlier runs."""
+    rated = out_dir / "rated"
+    if not rated.exists():
+        return pa.array([], pa.string())
+    table = ds.dataset(rated, format="parquet", partitioning="hive").to_table(
+        columns=["usage_id"])
+    return table.column("usage_id").combine_chunks().cast(pa.string())
+
+
+def parse_as_of(text: str) -> int:
+    """--as-of as UTC microseconds (ISO 8601; a bare date is 00:00 UTC)."""
+    value, bad = fields.parse_timestamps(pa.array([text.strip()], pa.string()))
+    if bad[0]:
+        raise InputError(f"--as-of: {text!r} is not an ISO 8601 timestamp")
+    return int(value[0])
 
 
 def _raw_of_rated(rated: pa.Table) -> pa.Table:
@@ -112,23 +135,27 @@ def _raw_of_rated(rated: pa.Table) -> pa.Table:
 
 
 def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False,
-         threads: int = 2, progress=None) -> RunSummary:
-    """Rate CDR files against a config directory and publish into `out_dir`.
+         as_of: int | None = None, threads: int = 2, progress=None) -> RunSummary:
+    """Rate and bill CDR files against a config directory into `out_dir`.
 
     Parameters
     ----------
     config_dir : path
-        Holds ``decks/`` and ``tenants.csv`` (SPEC §7).
+        The config directory of SPEC §7.
     cdr_paths : list of paths
         CDR files or directories of them.
     out_dir : path
-        Receives ``rated/`` and ``rejects/``, partitioned by month.
+        Receives rated/, rejects/, ledger/, notifications/, pools/ (by month)
+        and state/; a previous run's state there is continued.
     deck_file : path, optional
         A candidate deck used in place of the configured decks.
     strict : bool
         Refuse the run (InputError, nothing published) on any reject.
+    as_of : int, optional
+        UTC microseconds to advance every tenant to (default: the latest call
+        start seen so far).
     threads : int
-        Threads for pricing.
+        Threads for pricing and billing.
     progress : callable, optional
         Called with the number of CDRs read after each batch.
 
@@ -140,25 +167,29 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    book, tenants = load_config(config_dir, deck_file)
+    recover(out_dir)
+    cfg = load_config(config_dir, deck_file)
+    book, tenants = cfg.book, cfg.tenants
+    state, runs = read_state(out_dir)
+    seen = _rated_ids(out_dir)
     summary = RunSummary(out_dir)
     parts: list[_Part] = []
     rejects: list[pa.Table] = []
     for batch in read_cdrs(cdr_paths):
-        priced = _price_batch(batch, book, tenants, threads)
-        ok = batch.reason == None  # noqa: E711
+        priced, tenant_row = _price_batch(batch, book, tenants, threads)
+        if len(seen):
+            batch.reject(fields.to_mask(pc.is_in(batch.cdrs.column("usage_id"), seen)),
+                         "duplicate", "column 'usage_id': already rated by an earlier run")
+        ok = batch.reason == None
         summary.read += len(ok)
         if not ok.all():
             bad = ~ok
             rejects.append(outputs.rejects_table(
                 batch.file, batch.rows[bad], batch.raw.filter(pa.array(bad)),
                 batch.reason[bad], batch.message[bad]))
-        keep = pa.array(ok)
         idx = np.flatnonzero(ok)
-        sub = pricing.Priced(priced.status[idx], priced.service[idx], priced.row[idx],
-                             priced.billable[idx], priced.charge[idx])
-        parts.append(_Part(outputs.rated_table(batch.cdrs.filter(keep), sub, book),
-                           batch.file, batch.rows[idx]))
+        parts.append(_Part(batch.cdrs.filter(pa.array(ok)), _subset(priced, idx),
+                           tenant_row[idx].astype(np.int32), batch.file, batch.rows[idx]))
         if progress:
             progress(len(ok))
 
@@ -166,10 +197,14 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
         if dup.any():
             n = int(dup.sum())
             rejects.append(outputs.rejects_table(
-                part.file, part.rows[dup], _raw_of_rated(part.rated.filter(pa.array(dup))),
+                part.file, part.rows[dup], _raw_of_cdrs(part.cdrs.filter(pa.array(dup))),
                 np.array(["duplicate"] * n, dtype=object),
                 np.array(["column 'usage_id': already rated in this run"] * n, dtype=object)))
-            part.rated = part.rated.filter(pa.array(~dup))
+            keep = ~dup
+            part.cdrs = part.cdrs.filter(pa.array(keep))
+            part.priced = _subset(part.priced, np.flatnonzero(keep))
+            part.tenant = part.tenant[keep]
+            part.rows = part.rows[keep]
 
     for r in rejects:
         summary.reasons.update(r.column("reason").to_pylist())
@@ -180,45 +215,116 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
             f"--strict: {summary.rejected} CDR(s) rejected, nothing published; first: "
             f"{first['file']} row {first['row']}: {first['message']}")
 
+    plan = billing.compile_plan(cfg)
+    billed = billing.bill(cfg, plan, state, _calls(parts), as_of=as_of, threads=threads)
+    summary.as_of = billed.as_of
+    runs += 1
     staging = out_dir / f".staging-{os.getpid()}-{time.time_ns()}"
+    tag = f"r{runs:06d}"
     try:
+        start = 0
         for k, part in enumerate(parts):
-            if part.rated.num_rows:
-                outputs.write_by_month(part.rated, outputs.month_of(part.rated.column("start_time")),
-                                       staging / "rated", f"part-{k:05d}")
-            summary.rated += part.rated.num_rows
-            summary.statuses.update(
-                dict(zip(*[c.to_pylist() for c in pc.value_counts(
-                    part.rated.column("status").combine_chunks().dictionary_decode()).flatten()])))
-            if part.rated.num_rows:
-                by_cur = part.rated.group_by("currency").aggregate([("charge", "sum")])
-                for cur, total in zip(by_cur.column("currency").to_pylist(),
-                                      by_cur.column("charge_sum").to_pylist()):
-                    if cur is not None:
-                        summary.charge_micro[cur] += int(total.scaleb(6))
+            n = part.cdrs.num_rows
+            rated = outputs.rated_table(part.cdrs, part.priced, book,
+                                        _slice(billed, start, start + n), plan)
+            start += n
+            if n:
+                outputs.write_by_month(rated, outputs.month_of(rated.column("start_time")),
+                                       staging / "rated", f"{tag}-{k:05d}")
+            _count(summary, rated)
         if rejects:
             rej = pa.concat_tables(rejects)
             times = pc.cast(pc.if_else(pc.match_substring_regex(
                 rej.column("start_time").fill_null(""), r"^\d{4}-\d{2}"),
                 rej.column("start_time"), None), pa.string())
-            months = pc.utf8_slice_codeunits(times, 0, 7)
-            outputs.write_by_month(rej, months, staging / "rejects", "part-00000")
-        _publish(staging, out_dir)
+            outputs.write_by_month(rej, pc.utf8_slice_codeunits(times, 0, 7),
+                                   staging / "rejects", tag)
+        for name, table in (("ledger", billed.ledger), ("notifications", billed.notifications)):
+            if table.num_rows:
+                outputs.write_by_month(table, outputs.month_of(table.column("time")),
+                                       staging / name, tag)
+        summary.ledger.update(billed.ledger.column("kind").to_pylist())
+        summary.notifications.update(billed.notifications.column("kind").to_pylist())
+        _stage_pools(billed.pools, out_dir, staging)
+        write_state(state, staging / STATE_DIR, runs)
+        publish(staging, out_dir)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        # once the journal names the staging directory, only recover() may remove it
+        if not (out_dir / JOURNAL).exists():
+            shutil.rmtree(staging, ignore_errors=True)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Swap the staged outputs in; the old ones are removed only afterwards."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    old = out_dir / f".old-{staging.name}"
-    old.mkdir()
-    for name in OUTPUT_DIRS:
-        if (out_dir / name).exists():
-            os.replace(out_dir / name, old / name)
-    for name in OUTPUT_DIRS:
-        if (staging / name).exists():
-            os.replace(staging / name, out_dir / name)
-    shutil.rmtree(old, ignore_errors=True)
+def _subset(p: pricing.Priced, idx: np.ndarray) -> pricing.Priced:
+    return pricing.Priced(p.status[idx], p.service[idx], p.row[idx], p.billable[idx],
+                          p.charge[idx])
+
+
+def _raw_of_cdrs(cdrs: pa.Table) -> pa.Table:
+    cols = {}
+    for c in outputs.RAW_COLUMNS:
+        if c in cdrs.column_names and c in CDR_COLUMNS:
+            cols[c] = cdrs.column(c).cast(pa.string())
+        else:
+            cols[c] = pa.nulls(cdrs.num_rows, pa.string())
+    return pa.table(cols)
+
+
+def _calls(parts: list[_Part]) -> billing.Calls:
+    """Every accepted CDR of the run, in part order, as the billing pass reads them."""
+    def cat(get, dtype):
+        return np.concatenate([get(p) for p in parts]).astype(dtype) if parts \
+            else np.zeros(0, dtype)
+
+    def col(name):
+        return pa.chunked_array([c for p in parts for c in p.cdrs.column(name).chunks],
+                                pa.string()).combine_chunks()
+
+    return billing.Calls(
+        tenant=cat(lambda p: p.tenant, np.int32), user_id=col("user_id"),
+        usage_id=col("usage_id"),
+        start=cat(lambda p: pricing.int64_values(p.cdrs.column("start_time")), np.int64),
+        service=cat(lambda p: p.priced.service, np.int8),
+        status=cat(lambda p: p.priced.status, np.int8), row=cat(lambda p: p.priced.row, np.int32),
+        billable=cat(lambda p: p.priced.billable, np.int32))
+
+
+def _slice(b: billing.Billed, lo: int, hi: int) -> billing.Billed:
+    """The per-call columns of rows [lo, hi)."""
+    per_call = ("domestic", "pool", "pool_seconds", "charged_seconds", "charge", "capability",
+                "status", "unbilled_seconds", "unbilled_amount", "balance_after", "late")
+    return billing.Billed(**{k: getattr(b, k)[lo:hi] if k in per_call else getattr(b, k)
+                             for k in b.__dataclass_fields__})
+
+
+def _count(summary: RunSummary, rated: pa.Table) -> None:
+    summary.rated += rated.num_rows
+    if not rated.num_rows:
+        return
+    summary.statuses.update(dict(zip(*[c.to_pylist() for c in pc.value_counts(
+        rated.column("status").combine_chunks().dictionary_decode()).flatten()])))
+    by_cur = rated.group_by("currency").aggregate([("charge", "sum")])
+    for cur, total in zip(by_cur.column("currency").to_pylist(),
+                          by_cur.column("charge_sum").to_pylist()):
+        if cur is not None:
+            summary.charge_micro[cur] += int(total.scaleb(6))
+
+
+def _stage_pools(pools: pa.Table, out_dir: Path, staging: Path) -> None:
+    """pools/month=M/pools.parquet for each month the run touched: the
+    published rows of that month, updated with this run's."""
+    months = pools.column("month")
+    for month in sorted(set(months.to_pylist())):
+        new = pools.filter(pc.equal(months, month))
+        path = Path("pools") / f"month={month}" / "pools.parquet"
+        old_path = out_dir / path
+        if old_path.exists():
+            old = pq.read_table(old_path, schema=billing.POOL_SCHEMA)
+            key = lambda t: pc.binary_join_element_wise(
+                t.column("tenant_id"), t.column("pool"), "\x1f")
+            old = old.filter(pc.invert(pc.is_in(key(old), key(new))))
+            new = pa.concat_tables([old, new]).sort_by([("tenant_id", "ascending"),
+                                                        ("pool", "ascending")])
+        (staging / path).parent.mkdir(parents=True, exist_ok=True)
+        outputs.write_parquet(new, staging / path)

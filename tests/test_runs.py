@@ -1,0 +1,200 @@
+"""Runs carry state (SPEC §8): two runs equal one, re-runs add only
+duplicates, --as-of advances tenants without calls, publishing is atomic."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from ratecore import run, state
+from ratecore.generate import generate
+
+OUTPUTS = {"rated": ["usage_id"], "ledger": ["tenant_id", "seq"],
+           "notifications": ["tenant_id", "seq"], "pools": ["tenant_id", "month", "pool"]}
+
+
+def read(out: Path, name: str) -> pa.Table:
+    path = out / name
+    if not path.exists():
+        return pa.table({})
+    t = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+    t = t.select([c for c in t.column_names if c != "month" or name == "pools"])
+    for i, f in enumerate(t.schema):
+        if pa.types.is_dictionary(f.type):
+            t = t.set_column(i, f.name, t.column(i).cast(f.type.value_type))
+    return t.sort_by([(k, "ascending") for k in OUTPUTS.get(name, ["file", "row"])])
+
+
+def state_of(out: Path) -> dict:
+    return {p.name: pq.read_table(p) for p in sorted((out / "state").glob("*.parquet"))}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sample")
+    s = generate(root, tenants=12, cdrs=20_000, days=62, seed=3,
+                 start=datetime(2025, 12, 20, tzinfo=timezone.utc))
+    cdrs = ds.dataset(s.cdr_dir, format="parquet").to_table()
+    month = pc.strftime(cdrs.column("start_time"), format="%Y-%m")
+    months = sorted(set(month.to_pylist()))
+    split = root / "split"
+    for m in months:
+        (split / m).mkdir(parents=True)
+        pq.write_table(cdrs.filter(pc.equal(month, m)), split / m / "cdrs.parquet")
+    return s, split, months
+
+
+def test_two_runs_equal_one(sample, tmp_path):
+    s, split, months = sample
+    assert len(months) >= 3
+    one = tmp_path / "one"
+    run.rate(s.config_dir, [split], one)
+    many = tmp_path / "many"
+    for m in months:
+        run.rate(s.config_dir, [split / m], many)
+    for name in OUTPUTS:
+        a, b = read(one, name), read(many, name)
+        assert a.num_rows > 0, name
+        assert a.equals(b), name
+    assert state_of(one)["tenants.parquet"].equals(state_of(many)["tenants.parquet"])
+    assert state_of(one)["lots.parquet"].equals(state_of(many)["lots.parquet"])
+    statuses = set(read(one, "rated").column("status").to_pylist())
+    assert {"included", "charged", "free"} <= statuses
+
+
+def test_running_twice_adds_only_duplicates(sample, tmp_path):
+    s, split, months = sample
+    out = tmp_path / "out"
+    first = run.rate(s.config_dir, [split / months[0]], out)
+    before = {name: read(out, name) for name in OUTPUTS}
+    st = state_of(out)
+    again = run.rate(s.config_dir, [split / months[0]], out)
+    assert again.rated == 0 and again.reasons == {"duplicate": first.rated}
+    for name in OUTPUTS:
+        assert read(out, name).equals(before[name]), name
+    after = state_of(out)
+    for name in ("tenants.parquet", "lots.parquet", "pools.parquet", "applied_funds.parquet"):
+        assert after[name].equals(st[name]), name
+    rej = read(out, "rejects")
+    assert set(rej.column("reason").to_pylist()) == {"duplicate"}
+    assert "earlier run" in rej.column("message")[0].as_py()
+
+
+def test_balances_reconcile_with_the_ledger(sample, tmp_path):
+    s, split, _ = sample
+    out = tmp_path / "out"
+    run.rate(s.config_dir, [split], out)
+    ledger = read(out, "ledger")
+    tenants = state_of(out)["tenants.parquet"].to_pylist()
+    sums = {}
+    for r in ledger.to_pylist():
+        sums[r["tenant_id"]] = sums.get(r["tenant_id"], 0) + r["amount"]
+        assert r["balance_after"] == sums[r["tenant_id"]]
+    for t in tenants:
+        assert int(Decimal(sums.get(t["tenant_id"], 0)).scaleb(6)) == t["balance"]
+    # rated charges are the ledger's debits
+    rated = read(out, "rated")
+    debits = sum(r["amount"] for r in ledger.to_pylist() if r["kind"] == "debit")
+    assert -debits == pc.sum(rated.column("charge")).as_py()
+
+
+def _mini_config(root: Path, funds) -> Path:
+    from tests.billing_harness import fund, lic, tenant, write_config
+    from tests.conftest import deck_row
+    return write_config(root, [deck_row("44", rate="0.6000")],
+                        [tenant("t1", auto=False)], [lic("u1", "MCOPSTNPP")],
+                        [fund(*f) for f in funds])
+
+
+def test_as_of_applies_fundings_and_expiries_without_calls(tmp_path):
+    from tests.conftest import cdr, write_cdrs
+    config = _mini_config(tmp_path, [("2024-01-10", "5.00"), ("2024-06-01", "7.00")])
+    write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, start="2024-01-15T10:00:00Z",
+                                                  user="u1")])
+    out = tmp_path / "out"
+    s1 = run.rate(config, [tmp_path / "a"], out, as_of=run.parse_as_of("2024-03-01"))
+    assert s1.statuses == {"charged": 1}
+    kinds = read(out, "ledger").column("kind").to_pylist()
+    assert kinds == ["fund", "debit"]             # the June funding waits
+    write_cdrs(tmp_path / "b" / "b.parquet", [])
+    run.rate(config, [tmp_path / "b"], out, as_of=run.parse_as_of("2025-01-10T00:00:00Z"))
+    ledger = read(out, "ledger").to_pylist()
+    assert [(r["kind"], str(r["amount"])) for r in ledger] == [
+        ("fund", "5.000000"), ("debit", "-0.600000"), ("fund", "7.000000"),
+        ("expire", "-4.400000")]
+    assert str(ledger[-1]["balance_after"]) == "7.000000"
+
+
+def test_late_cdr_is_flagged_and_billed_at_the_point(tmp_path):
+    from tests.conftest import cdr, write_cdrs
+    config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
+    write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, start="2024-02-10T10:00:00Z",
+                                                  user="u1")])
+    write_cdrs(tmp_path / "b" / "b.parquet", [cdr("b", "+4420", 60, start="2024-02-01T10:00:00Z",
+                                                  user="u1")])
+    out = tmp_path / "out"
+    run.rate(config, [tmp_path / "a"], out)
+    run.rate(config, [tmp_path / "b"], out)
+    rated = {r["usage_id"]: r for r in read(out, "rated").to_pylist()}
+    assert rated["b"]["late"] is True and rated["a"]["late"] is False
+    debit = [r for r in read(out, "ledger").to_pylist() if r["usage_id"] == "b"][0]
+    assert debit["time"] == rated["a"]["start_time"]   # the tenant's point
+
+
+def test_a_run_killed_before_the_journal_leaves_the_previous_outputs(tmp_path, monkeypatch):
+    from tests.conftest import cdr, write_cdrs
+    config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
+    write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, user="u1")])
+    write_cdrs(tmp_path / "b" / "b.parquet", [cdr("b", "+4420", 60, user="u1",
+                                                  start="2024-03-02T10:00:00Z")])
+    out = tmp_path / "out"
+    run.rate(config, [tmp_path / "a"], out)
+    before = {name: read(out, name) for name in OUTPUTS}
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "publish", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run.rate(config, [tmp_path / "b"], out)
+    monkeypatch.undo()
+    for name in OUTPUTS:
+        assert read(out, name).equals(before[name]), name
+    assert not list(out.glob(".staging-*"))
+    run.rate(config, [tmp_path / "b"], out)
+    assert read(out, "rated").num_rows == 2
+
+
+def test_a_run_killed_after_the_journal_is_completed_by_the_next(tmp_path, monkeypatch):
+    from tests.conftest import cdr, write_cdrs
+    config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
+    write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, user="u1")])
+    clean = tmp_path / "clean"
+    run.rate(config, [tmp_path / "a"], clean)
+    out = tmp_path / "out"
+    real_recover = state.recover
+    calls = []
+
+    def killed(out_dir):
+        calls.append(out_dir)
+        if len(calls) == 2:       # the recover() inside publish(), after the journal
+            raise KeyboardInterrupt
+        real_recover(out_dir)
+
+    monkeypatch.setattr(state, "recover", killed)
+    monkeypatch.setattr(run, "recover", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run.rate(config, [tmp_path / "a"], out)
+    monkeypatch.undo()
+    assert (out / state.JOURNAL).exists() and not (out / "rated").exists()
+    state.recover(out)
+    assert not (out / state.JOURNAL).exists()
+    for name in OUTPUTS:
+        assert read(out, name).equals(read(clean, name)), name
