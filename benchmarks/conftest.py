@@ -34,9 +34,10 @@ def sample():
 
 @pytest.fixture(scope="session")
 def loaded(sample):
-    from ratecore.run import load_config
+    from ratecore.config import load_config
 
-    book, tenants = load_config(sample / "config")
+    cfg = load_config(sample / "config")
+    book, tenants = cfg.book, cfg.tenants
     cdrs = pq.read_table(sample / "cdrs", read_dictionary=["tenant_id", "call_type",
                                                            "number_type"])
     # One contiguous table (the reader hands out 128k-row pieces); the kernel

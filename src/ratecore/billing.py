@@ -368,12 +368,39 @@ def _run_range(ins, kstate, out, lo: int, hi: int):
             SimpleNamespace(**{k: v[:fn] for k, v in vars(flushed).items()}))
 
 
-def _usage_rank(usage_id: pa.Array) -> np.ndarray:
-    """Rank of each usage_id in byte order (ties in start time break on it)."""
-    n = len(usage_id)
-    rank = np.empty(n, np.int64)
-    rank[np.asarray(pc.sort_indices(usage_id))] = np.arange(n, dtype=np.int64)
-    return rank
+def _event_order(tenant, time, kind_rank, own, kind, ref, usage_id) -> np.ndarray:
+    """Order of events by (tenant, time processed, kind, own time, then
+    usage_id for calls or file order for the others).
+
+    The first three keys are packed into one int64 when they fit (one
+    argsort instead of a lexsort); events equal on them, rare except for
+    late calls, are then ordered in Python.
+    """
+    n = len(tenant)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    tmin = int(time.min())
+    tbits = int(tenant.max()).bit_length()
+    sbits = int(int(time.max()) - tmin).bit_length()
+    if tbits + sbits + 3 <= 62:
+        key = (tenant.astype(np.int64) << (sbits + 3)) | ((time - tmin) << 3) | kind_rank
+        order = np.argsort(key)
+        k = key[order]
+    else:
+        order = np.lexsort((kind_rank, time, tenant))
+        k = np.stack([tenant[order], time[order], kind_rank[order]], axis=1)
+        k = np.unique(k, axis=0, return_inverse=True)[1].ravel()
+    same = np.flatnonzero(k[1:] == k[:-1])
+    if len(same) == 0:
+        return order
+    first = same[np.r_[True, same[1:] != same[:-1] + 1]]
+    last = same[np.r_[same[1:] != same[:-1] + 1, True]] + 1
+    for lo, hi in zip(first, last + 1):
+        idx = order[lo:hi]
+        tie = [usage_id[int(r)].as_py() if kd == EV_CALL else int(r)
+               for r, kd in zip(ref[idx], kind[idx])]
+        order[lo:hi] = idx[sorted(range(len(idx)), key=lambda j: (own[idx[j]], tie[j]))]
+    return order
 
 
 def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | None = None,
@@ -421,13 +448,16 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
                               np.full(n_u, EV_CARD, np.int8), np.full(n_t, EV_END, np.int8)])
     ev_ref = np.concatenate([np.arange(n_c), fund_i, card_i, np.zeros(n_t, np.int64)]
                             ).astype(np.int64)
-    tie = np.concatenate([_usage_rank(calls.usage_id) if n_c else np.zeros(0, np.int64),
-                          fund_i, card_i, np.zeros(n_t, np.int64)]).astype(np.int64)
-    kind_rank = np.where(ev_kind == EV_END, 4, ev_kind)
-    order = np.lexsort((tie, own, kind_rank, ev_time, ev_tenant))
+    kind_rank = np.where(ev_kind == EV_END, 4, ev_kind).astype(np.int64)
+    order = _event_order(ev_tenant, ev_time, kind_rank, own, ev_kind, ev_ref, calls.usage_id)
     ev_tenant, ev_time, ev_kind, ev_ref = (ev_tenant[order], ev_time[order], ev_kind[order],
                                            ev_ref[order])
     late = (starts < point[calls.tenant]) if n_c else np.zeros(0, bool)
+    # the kernel reads calls in event order: gather them once so it walks
+    # them sequentially; outputs are scattered back at the end
+    is_call = ev_kind == EV_CALL
+    call_pos = ev_ref[is_call]
+    ev_ref[is_call] = np.arange(n_c, dtype=np.int64)
 
     # lots: live lots from the state in rings sized for this run
     per_t_funds = np.bincount(cfg.funds.tenant[fund_i].astype(np.int64), minlength=n_t)
@@ -470,12 +500,13 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
 
     ins = SimpleNamespace(
         ev_time=ev_time, ev_kind=ev_kind, ev_ref=ev_ref, ev_tenant=ev_tenant,
-        call_payer=plan.payers(calls.tenant, calls.user_id) if n_c else np.zeros(0, np.int32),
-        call_start=np.ascontiguousarray(starts, np.int64),
-        call_service=np.ascontiguousarray(calls.service, np.int8),
-        call_status=np.ascontiguousarray(calls.status, np.int8),
-        call_row=np.ascontiguousarray(calls.row, np.int32),
-        call_billable=np.ascontiguousarray(calls.billable, np.int32),
+        call_payer=(plan.payers(calls.tenant, calls.user_id)[call_pos] if n_c
+                    else np.zeros(0, np.int32)),
+        call_start=np.ascontiguousarray(starts[call_pos], np.int64),
+        call_service=np.ascontiguousarray(calls.service[call_pos], np.int8),
+        call_status=np.ascontiguousarray(calls.status[call_pos], np.int8),
+        call_row=np.ascontiguousarray(calls.row[call_pos], np.int32),
+        call_billable=np.ascontiguousarray(calls.billable[call_pos], np.int32),
         fund_amount=np.ascontiguousarray(cfg.funds.amount, np.int64),
         card_valid=np.ascontiguousarray(cfg.card_updates.card_valid_until, np.int64),
         **{k: getattr(plan, k) for k in (
@@ -507,8 +538,14 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
     else:
         with ThreadPoolExecutor(len(ranges), thread_name_prefix="ratecore-bill") as ex:
             parts = list(ex.map(lambda r: _run_range(ins, ks, out, *r), ranges))
+    for name, arr in vars(out).items():
+        back = np.empty_like(arr)
+        back[call_pos] = arr
+        setattr(out, name, back)
     led = SimpleNamespace(**{k: np.concatenate([getattr(p[0], k) for p in parts])
                              for k in vars(parts[0][0])})
+    debit = led.kind == 3
+    led.ref[debit] = call_pos[led.ref[debit]]
     notes = SimpleNamespace(**{k: np.concatenate([getattr(p[1], k) for p in parts])
                                for k in vars(parts[0][1])})
     flushed = SimpleNamespace(**{k: np.concatenate([getattr(p[2], k) for p in parts])
