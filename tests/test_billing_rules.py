@@ -905,10 +905,12 @@ def test_two_months_in_two_runs_equals_one_run(tmp_path):
     assert ledger_a + ledger_b == ledger_one
     assert notes_a + notes_b == notes_one
     assert two.pools_k == one.pools_k
-    # f2: 1,500 s, 60 s from the 1-min international pool, 24 min x 0.1000 = 2.40:
-    # 4.99 - 2.40 = 2.59 < 3.00 -> 2.00 recharge (card valid in Feb) -> 4.59;
-    # m1: pool reset, 49 min x 0.1000 = 4.90 -> -0.31, recharge fails (card expired)
-    assert Rated(*out_one["f2"]).balance_after == D("2.59")
-    assert Rated(*out_one["m1"]).balance_after == D("-0.31")
+    # f1 used up the 2-min domestic pool (4.99 left), so by either cap f2 gets no
+    # international minute: 25 min x 0.1000 = 2.50 -> 2.49 < 3.00 -> a 2.00 recharge
+    # (card valid in Feb) -> 4.49; m1 on 1 March: pools reset, 60 s pooled,
+    # 49 min x 0.1000 = 4.90 -> -0.41, and the recharge fails (card expired)
+    assert Rated(*out_one["f2"]).balance_after == D("2.49")
+    assert Rated(*out_one["m1"])[3:6] == (60, 2940, D("4.90"))
+    assert Rated(*out_one["m1"]).balance_after == D("-0.41")
     kinds_one = [dict(e)["kind"] for e in ledger_one]
     assert kinds_one.count("recharge") == 1 and kinds_one.count("recharge_failed") == 1
