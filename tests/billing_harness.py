@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from conftest import write_csv, write_deck
+from pricing_harness import reference_rows
 
 from ratecore import billing, pricing
 from ratecore.config import load_config
 from ratecore.reference import billing as ref
 from ratecore.reference import pricing as ref_pricing
-from tests.conftest import write_csv, write_deck
-from tests.pricing_harness import reference_rows
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 INT64_MAX = np.iinfo(np.int64).max

@@ -25,8 +25,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.billing_harness import Both, card_update, fund, lic, tenant, write_config
-from tests.conftest import cdr, deck_row, ts, write_csv
+from billing_harness import Both, card_update, fund, lic, tenant, write_config
+from conftest import cdr, deck_row, ts, write_csv
 
 D = Decimal
 

@@ -15,6 +15,8 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from billing_harness import Both, card_update, fund, lic, tenant, write_config
+from conftest import cdr, deck_row, write_csv
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -24,9 +26,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-
-from tests.billing_harness import Both, card_update, fund, lic, tenant, write_config
-from tests.conftest import cdr, deck_row, write_csv
 
 T0 = datetime(2024, 1, 20, tzinfo=timezone.utc)
 TENANTS = ("t1", "t2", "t3")
@@ -159,7 +158,7 @@ class BillingMachine(RuleBasedStateMachine):
         self.pending = []
         reached = self.both.state.as_of
         if reached > -2**63:
-            from tests.billing_harness import at
+            from billing_harness import at
             self.clock = (at(reached) - T0) / timedelta(hours=1)
 
     @invariant()

@@ -106,15 +106,15 @@ def test_balances_reconcile_with_the_ledger(sample, tmp_path):
 
 
 def _mini_config(root: Path, funds) -> Path:
-    from tests.billing_harness import fund, lic, tenant, write_config
-    from tests.conftest import deck_row
+    from billing_harness import fund, lic, tenant, write_config
+    from conftest import deck_row
     return write_config(root, [deck_row("44", rate="0.6000")],
                         [tenant("t1", auto=False)], [lic("u1", "MCOPSTNPP")],
                         [fund(*f) for f in funds])
 
 
 def test_as_of_applies_fundings_and_expiries_without_calls(tmp_path):
-    from tests.conftest import cdr, write_cdrs
+    from conftest import cdr, write_cdrs
     config = _mini_config(tmp_path, [("2024-01-10", "5.00"), ("2024-06-01", "7.00")])
     write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, start="2024-01-15T10:00:00Z",
                                                   user="u1")])
@@ -133,7 +133,7 @@ def test_as_of_applies_fundings_and_expiries_without_calls(tmp_path):
 
 
 def test_late_cdr_is_flagged_and_billed_at_the_point(tmp_path):
-    from tests.conftest import cdr, write_cdrs
+    from conftest import cdr, write_cdrs
     config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
     write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, start="2024-02-10T10:00:00Z",
                                                   user="u1")])
@@ -149,7 +149,7 @@ def test_late_cdr_is_flagged_and_billed_at_the_point(tmp_path):
 
 
 def test_a_run_killed_before_the_journal_leaves_the_previous_outputs(tmp_path, monkeypatch):
-    from tests.conftest import cdr, write_cdrs
+    from conftest import cdr, write_cdrs
     config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
     write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, user="u1")])
     write_cdrs(tmp_path / "b" / "b.parquet", [cdr("b", "+4420", 60, user="u1",
@@ -173,7 +173,7 @@ def test_a_run_killed_before_the_journal_leaves_the_previous_outputs(tmp_path, m
 
 
 def test_a_run_killed_after_the_journal_is_completed_by_the_next(tmp_path, monkeypatch):
-    from tests.conftest import cdr, write_cdrs
+    from conftest import cdr, write_cdrs
     config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
     write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, user="u1")])
     clean = tmp_path / "clean"
