@@ -26,8 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ratecore import fields
-from ratecore._billing import Pass, expiry_of, month_of
-from ratecore.pricing import SERVICES, STATUSES
+from ratecore._billing import Pass
 
 INT64_MIN = np.iinfo(np.int64).min
 INT64_MAX = np.iinfo(np.int64).max
@@ -314,7 +313,6 @@ class Billed:
     ledger: pa.Table
     notifications: pa.Table
     pools: pa.Table           # month use of every pool touched, by (tenant, month, pool)
-    months: list              # months the pools table covers
     as_of: int
 
 
@@ -584,8 +582,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
         status=out.status, unbilled_seconds=out.unbilled_seconds,
         unbilled_amount=out.unbilled_amount, balance_after=out.balance_after, late=late,
         ledger=_ledger_table(plan, cfg, calls, led), notifications=_notes_table(plan, notes),
-        pools=_pools_table(plan, state, flushed, pool_keys)[0],
-        months=_pools_table(plan, state, flushed, pool_keys)[1], as_of=run_as_of)
+        pools=_pools_table(state, flushed, pool_keys), as_of=run_as_of)
 
 
 # ---- output tables ------------------------------------------------------------
@@ -645,7 +642,7 @@ def _notes_table(plan, notes) -> pa.Table:
         "pool": _take(plan.pool_names, notes.pool, ~is_pool)}, schema=NOTIFICATION_SCHEMA)
 
 
-def _pools_table(plan, state, flushed, pool_keys):
+def _pools_table(state, flushed, pool_keys) -> pa.Table:
     """Month use per pool: months closed during the run, and every month the
     state still holds (the current one of each pool)."""
     rows = {}
@@ -666,20 +663,16 @@ def _pools_table(plan, state, flushed, pool_keys):
         "scope": pa.array([p[2] for p in parts], pa.string()),
         "size_seconds": pa.array([rows[k][0] for k in keys], pa.int64()),
         "used_seconds": pa.array([rows[k][1] for k in keys], pa.int64())}, schema=POOL_SCHEMA)
-    return table, sorted({month_text(k[1]) for k in keys})
+    return table
 
 
 __all__ = [
     "LEDGER_KINDS",
     "NOTIFICATION_KINDS",
-    "SERVICES",
-    "STATUSES",
     "Billed",
     "BillingState",
     "Calls",
     "Plan",
     "bill",
     "compile_plan",
-    "expiry_of",
-    "month_of",
 ]

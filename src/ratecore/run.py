@@ -124,16 +124,6 @@ def parse_as_of(text: str) -> int:
     return int(value[0])
 
 
-def _raw_of_rated(rated: pa.Table) -> pa.Table:
-    cols = {}
-    for c in outputs.RAW_COLUMNS:
-        if c in rated.column_names and c in CDR_COLUMNS:
-            cols[c] = rated.column(c).cast(pa.string())
-        else:
-            cols[c] = pa.nulls(rated.num_rows, pa.string())
-    return pa.table(cols)
-
-
 def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False,
          as_of: int | None = None, threads: int = 2, progress=None) -> RunSummary:
     """Rate and bill CDR files against a config directory into `out_dir`.
