@@ -1,6 +1,8 @@
 # The per-tenant pass (SPEC §5-§6): minute pools, credit lots, recharges and
-# notifications, over one run's events sorted by tenant, then by the instant
-# they are processed (fundings, card updates, calls; see ratecore.billing).
+# notifications. Each tenant's calls arrive as 32-byte records in time order
+# (grouped by _order.pyx); its other events (fundings, card updates, the
+# run's end) are a short sorted list merged in as the walk goes, so the pass
+# reads calls sequentially and writes each call's outputs as one record.
 #
 # Layout: everything is flat arrays built by ratecore.billing. Calls arrive
 # priced (deck row, billable seconds); a payer's license rows are one slice
@@ -16,7 +18,10 @@
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t
 
+from _calls cimport CallRec, OutRec
 from _tables cimport RowTerms, price_seconds
+
+import numpy as np
 
 cdef extern from *:
     """
@@ -130,18 +135,17 @@ def expiry_of(int64_t t):
 # ---- the pass ----------------------------------------------------------
 
 cdef struct Ctx:
-    # inputs: events
+    # inputs: each tenant's calls [call_lo[t], call_lo[t + 1]) in time order,
+    # and its other events [ev_lo[t], ev_lo[t + 1]) sorted by time and kind
+    const CallRec* calls
+    const int64_t* call_lo
     const int64_t* ev_time
     const int8_t* ev_kind
     const int64_t* ev_ref
-    const int32_t* ev_tenant
-    # calls
-    const int32_t* call_payer
-    const int64_t* call_start
-    const int8_t* call_service
-    const int8_t* call_status
-    const int32_t* call_row
-    const int32_t* call_billable
+    const int64_t* ev_lo
+    const int64_t* point0             # each tenant's point when the run began
+    int64_t* cur_call                 # where each tenant's walk stands (resumable)
+    int64_t* cur_ev
     # fundings and card updates
     const int64_t* fund_amount
     const int64_t* card_valid
@@ -205,17 +209,8 @@ cdef struct Ctx:
     int64_t* p_size
     uint8_t* p_flags
     int32_t* cap_month
-    # outputs per call
-    int8_t* o_domestic
-    int32_t* o_pool
-    int32_t* o_pool_seconds
-    int32_t* o_charged_seconds
-    int64_t* o_charge
-    int8_t* o_capability
-    int8_t* o_status
-    int32_t* o_unbilled_seconds
-    int64_t* o_unbilled_amount
-    int64_t* o_balance_after
+    # outputs per call, at each call's position
+    OutRec* out
     # growable outputs
     int64_t l_cap
     int64_t l_n
@@ -445,12 +440,14 @@ cdef inline int draw(Ctx* c, int32_t t, int32_t p, int64_t now, int32_t month, i
     return DONE
 
 
-cdef int bill_call(Ctx* c, int32_t t, int64_t now, int64_t i) noexcept nogil:
-    cdef int32_t payer = c.call_payer[i], row = c.call_row[i]
-    cdef int64_t start = c.call_start[i]
-    cdef int32_t lo = 0, hi = 0, r, loc = c.t_country[t], p, month
+cdef int bill_call(Ctx* c, int32_t t, int64_t now, int32_t month,
+                   const CallRec* call) noexcept nogil:
+    cdef int32_t payer = call.payer, row = call.row
+    cdef int64_t start = call.start, i = call.idx
+    cdef OutRec* o = c.out + i
+    cdef int32_t lo = 0, hi = 0, r, loc = c.t_country[t], p
     cdef bint found = False, pp = False, domestic = False
-    cdef int8_t service = c.call_service[i], status = c.call_status[i]
+    cdef int8_t service = call.service, status = call.status
     cdef int64_t b, taken = -1, amount, ch
     cdef int32_t pool = -1, pass_no
     if payer >= 0:
@@ -463,26 +460,25 @@ cdef int bill_call(Ctx* c, int32_t t, int64_t now, int64_t i) noexcept nogil:
                 found = True
             if c.lic_credits[r]:
                 pp = True
-    c.o_domestic[i] = -1
+    o.domestic = -1
     if row >= 0:
         domestic = c.domestic[loc * c.n_countries + c.row_country[row]]
-        c.o_domestic[i] = domestic
-    c.o_pool[i] = -1
-    c.o_pool_seconds[i] = 0
-    c.o_charged_seconds[i] = 0
-    c.o_charge[i] = 0
-    c.o_status[i] = status
-    c.o_unbilled_seconds[i] = 0
-    c.o_unbilled_amount[i] = 0
-    c.o_balance_after[i] = c.s_balance[t]
-    c.o_capability[i] = -1
+        o.domestic = domestic
+    o.pool = -1
+    o.pool_seconds = 0
+    o.charged_seconds = 0
+    o.charge = 0
+    o.status = status
+    o.unbilled_seconds = 0
+    o.unbilled_amount = 0
+    o.balance_after = c.s_balance[t]
+    o.capability = -1
     if status != S_CHARGED:
         if status == S_FREE:
-            c.o_capability[i] = CAP_FREECALL
+            o.capability = CAP_FREECALL
         return DONE
 
-    b = c.call_billable[i]
-    month = month_index(now)
+    b = call.billable
     if not c.row_premium[row]:
         if service == SVC_OUTBOUND:
             # domestic: per-user pools, then pooled domestic; else international
@@ -517,70 +513,104 @@ cdef int bill_call(Ctx* c, int32_t t, int64_t now, int64_t i) noexcept nogil:
                     break
     if pool < 0:
         taken = 0
-    c.o_pool[i] = pool
-    c.o_pool_seconds[i] = <int32_t>taken
+    o.pool = pool
+    o.pool_seconds = <int32_t>taken
     ch = b - taken
     if ch == 0:
-        c.o_status[i] = S_INCLUDED
-        c.o_capability[i] = CAP_SKU + c.pool_sku[pool]
+        o.status = S_INCLUDED
+        o.capability = CAP_SKU + c.pool_sku[pool]
         return DONE
     amount = price_seconds(c.rows + row, ch)
     pp = c.t_credits[t] and (pp or service == SVC_TOLLFREE)
     if pp and c.s_balance[t] > 0:
         if amount > 0:
             debit(c, t, now, amount, i)
-        c.o_status[i] = S_PARTLY if pool >= 0 else S_CHARGED
-        c.o_capability[i] = CAP_CREDITS
-        c.o_charged_seconds[i] = <int32_t>ch
-        c.o_charge[i] = amount
-        c.o_balance_after[i] = c.s_balance[t]
+        o.status = S_PARTLY if pool >= 0 else S_CHARGED
+        o.capability = CAP_CREDITS
+        o.charged_seconds = <int32_t>ch
+        o.charge = amount
+        o.balance_after = c.s_balance[t]
         if amount > 0:
             return recharge(c, t, now)
         return DONE
     if pool >= 0:
-        c.o_status[i] = S_CUT_NO_LICENSE if not pp else S_CUT_NO_FUNDS
-        c.o_capability[i] = CAP_SKU + c.pool_sku[pool]
+        o.status = S_CUT_NO_LICENSE if not pp else S_CUT_NO_FUNDS
+        o.capability = CAP_SKU + c.pool_sku[pool]
     else:
-        c.o_status[i] = S_BLOCKED_NO_LICENSE if not pp else S_BLOCKED_NO_FUNDS
-    c.o_unbilled_seconds[i] = <int32_t>ch
-    c.o_unbilled_amount[i] = amount
+        o.status = S_BLOCKED_NO_LICENSE if not pp else S_BLOCKED_NO_FUNDS
+    o.unbilled_seconds = <int32_t>ch
+    o.unbilled_amount = amount
     return DONE
 
 
-cdef int64_t run_events(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nogil:
-    """Process events [lo, hi); returns where it stopped (hi when done)."""
-    cdef int64_t e, now, ref
-    cdef int32_t t
+cdef inline void month_span(int64_t t, int32_t* month, int64_t* lo, int64_t* hi) noexcept nogil:
+    """The month index of `t` and the instants [lo, hi) it spans."""
+    cdef int64_t y, m, d
+    civil(floor_div(t, DAY_US), &y, &m, &d)
+    month[0] = <int32_t>(y * 12 + m - 1)
+    lo[0] = days_from(y, m, 1) * DAY_US
+    hi[0] = days_from(y + (1 if m == 12 else 0), 1 if m == 12 else m + 1, 1) * DAY_US
+
+
+cdef int64_t run_tenants(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nogil:
+    """Walk tenants [lo, hi) from where each stands; returns the tenant it
+    stopped in (hi when done). A tenant's call at instant `now` comes after
+    its fundings and card updates at or before `now`, and before the run's
+    end event at the same instant."""
+    cdef int64_t t, k, kh, e, eh, now, p0, ref
+    cdef int64_t m_lo = 0, m_hi = 0
+    cdef int32_t month = 0
+    cdef const CallRec* call = NULL
+    cdef bint is_call
     cdef int8_t kind
     cdef int64_t room
-    for e in range(lo, hi):
-        t = c.ev_tenant[e]
-        now = c.ev_time[e]
-        kind = c.ev_kind[e]
-        ref = c.ev_ref[e]
-        # expiries check their own room; stopping between two is safe
-        code[0] = advance(c, t, now)
-        if code[0] != DONE:
-            return e
-        # worst case of the event itself: a debit over every live lot plus
-        # one overrun, a recharge round, three notifications
-        room = c.lot_count[t] + 2 * RECHARGES_PER_INSTANT + 8
-        if c.l_n + room > c.l_cap or c.n_n + room > c.n_cap or c.f_n + 8 > c.f_cap:
-            code[0] = NEED_ROOM
-            return e
-        if kind == EV_FUND:
-            if add_lot(c, t, now, c.fund_amount[ref], L_FUND, ref) != DONE:
-                code[0] = LOTS_FULL
-                return e
-        elif kind == EV_CARD:
-            c.s_card[t] = c.card_valid[ref]
-            c.s_backoff[t] = RC_INT64_MIN
-        elif kind == EV_CALL:
-            code[0] = bill_call(c, t, now, ref)
+    for t in range(lo, hi):
+        k = c.cur_call[t]
+        kh = c.call_lo[t + 1]
+        e = c.cur_ev[t]
+        eh = c.ev_lo[t + 1]
+        p0 = c.point0[t]
+        while k < kh or e < eh:
+            is_call = False
+            if k < kh:
+                call = c.calls + k
+                now = call.start if call.start > p0 else p0
+                is_call = not (e < eh and (c.ev_time[e] < now or (
+                    c.ev_time[e] == now and c.ev_kind[e] != EV_END)))
+            if not is_call:
+                now = c.ev_time[e]
+            # expiries check their own room; stopping between two is safe
+            code[0] = advance(c, <int32_t>t, now)
             if code[0] != DONE:
-                return e
-        if c.s_point[t] < now:
-            c.s_point[t] = now
+                return t
+            # worst case of the event itself: a debit over every live lot plus
+            # one overrun, a recharge round, three notifications
+            room = c.lot_count[t] + 2 * RECHARGES_PER_INSTANT + 8
+            if c.l_n + room > c.l_cap or c.n_n + room > c.n_cap or c.f_n + 8 > c.f_cap:
+                code[0] = NEED_ROOM
+                return t
+            if is_call:
+                if now < m_lo or now >= m_hi:
+                    month_span(now, &month, &m_lo, &m_hi)
+                code[0] = bill_call(c, <int32_t>t, now, month, call)
+                if code[0] != DONE:
+                    return t
+                k += 1
+                c.cur_call[t] = k
+            else:
+                kind = c.ev_kind[e]
+                ref = c.ev_ref[e]
+                if kind == EV_FUND:
+                    if add_lot(c, <int32_t>t, now, c.fund_amount[ref], L_FUND, ref) != DONE:
+                        code[0] = LOTS_FULL
+                        return t
+                elif kind == EV_CARD:
+                    c.s_card[t] = c.card_valid[ref]
+                    c.s_backoff[t] = RC_INT64_MIN
+                e += 1
+                c.cur_ev[t] = e
+            if c.s_point[t] < now:
+                c.s_point[t] = now
     code[0] = DONE
     return hi
 
@@ -595,16 +625,17 @@ cdef class Pass:
     def __init__(self, ins, state, out):
         self.keep = (ins, state, out)
         cdef Ctx* c = &self.c
+        if ins.calls.dtype.itemsize != sizeof(CallRec) or out.dtype.itemsize != sizeof(OutRec):
+            raise ValueError("billing kernel: record layouts differ from ratecore.billing's")
+        c.calls = <const CallRec*> _u8(ins.calls.view(np.uint8))
+        c.call_lo = _i64(ins.call_lo)
         c.ev_time = _i64(ins.ev_time)
         c.ev_kind = _i8(ins.ev_kind)
         c.ev_ref = _i64(ins.ev_ref)
-        c.ev_tenant = _i32(ins.ev_tenant)
-        c.call_payer = _i32(ins.call_payer)
-        c.call_start = _i64(ins.call_start)
-        c.call_service = _i8(ins.call_service)
-        c.call_status = _i8(ins.call_status)
-        c.call_row = _i32(ins.call_row)
-        c.call_billable = _i32(ins.call_billable)
+        c.ev_lo = _i64(ins.ev_lo)
+        c.point0 = _i64(ins.point0)
+        c.cur_call = _w64(state.cur_call)
+        c.cur_ev = _w64(state.cur_ev)
         c.fund_amount = _i64(ins.fund_amount)
         c.card_valid = _i64(ins.card_valid)
         c.rows = <const RowTerms*> _u8(ins.row_terms.view("u1"))
@@ -659,16 +690,7 @@ cdef class Pass:
         c.p_size = _w64(state.p_size)
         c.p_flags = _wu8(state.p_flags)
         c.cap_month = _w32(state.cap_month)
-        c.o_domestic = _w8(out.domestic)
-        c.o_pool = _w32(out.pool)
-        c.o_pool_seconds = _w32(out.pool_seconds)
-        c.o_charged_seconds = _w32(out.charged_seconds)
-        c.o_charge = _w64(out.charge)
-        c.o_capability = _w8(out.capability)
-        c.o_status = _w8(out.status)
-        c.o_unbilled_seconds = _w32(out.unbilled_seconds)
-        c.o_unbilled_amount = _w64(out.unbilled_amount)
-        c.o_balance_after = _w64(out.balance_after)
+        c.out = <OutRec*> _wu8(out.view(np.uint8))
         c.l_n = c.n_n = c.f_n = 0
         c.l_cap = c.n_cap = c.f_cap = 0
 
@@ -703,12 +725,12 @@ cdef class Pass:
         c.f_used = _w64(flushed.used)
 
     def run(self, int64_t lo, int64_t hi):
-        """Process events [lo, hi) without the GIL; (code, stopped_at, ledger
-        entries, notifications, flushed pool months) written so far."""
+        """Walk tenants [lo, hi) without the GIL; (code, tenant stopped in,
+        ledger entries, notifications, flushed pool months) written so far."""
         cdef int code = DONE
         cdef int64_t stopped
         with nogil:
-            stopped = run_events(&self.c, lo, hi, &code)
+            stopped = run_tenants(&self.c, lo, hi, &code)
         return code, stopped, self.c.l_n, self.c.n_n, self.c.f_n
 
 
@@ -753,3 +775,31 @@ cdef int8_t* _w8(object a) except? NULL:
 cdef uint8_t* _wu8(object a) except? NULL:
     cdef uint8_t[::1] v = a
     return &v[0] if v.shape[0] else <uint8_t*> NULL
+
+
+def unpack_outputs(const uint8_t[::1] recs, int64_t[::1] charge, int64_t[::1] unbilled_amount,
+                   int64_t[::1] balance_after, int32_t[::1] pool, int32_t[::1] pool_seconds,
+                   int32_t[::1] charged_seconds, int32_t[::1] unbilled_seconds,
+                   int8_t[::1] domestic, int8_t[::1] capability, int8_t[::1] status):
+    """Split the pass's output records into columns, in one sequential pass."""
+    cdef int64_t n = charge.shape[0], i
+    if recs.shape[0] != n * <int64_t>sizeof(OutRec):
+        raise ValueError("unpack_outputs: record buffer has the wrong size")
+    if (unbilled_amount.shape[0] != n or balance_after.shape[0] != n or pool.shape[0] != n
+            or pool_seconds.shape[0] != n or charged_seconds.shape[0] != n
+            or unbilled_seconds.shape[0] != n or domestic.shape[0] != n
+            or capability.shape[0] != n or status.shape[0] != n):
+        raise ValueError("unpack_outputs: columns differ in length")
+    cdef const OutRec* r = <const OutRec*> &recs[0] if n else NULL
+    with nogil:
+        for i in range(n):
+            charge[i] = r[i].charge
+            unbilled_amount[i] = r[i].unbilled_amount
+            balance_after[i] = r[i].balance_after
+            pool[i] = r[i].pool
+            pool_seconds[i] = r[i].pool_seconds
+            charged_seconds[i] = r[i].charged_seconds
+            unbilled_seconds[i] = r[i].unbilled_seconds
+            domestic[i] = r[i].domestic
+            capability[i] = r[i].capability
+            status[i] = r[i].status

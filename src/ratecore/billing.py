@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ratecore import fields
-from ratecore._billing import Pass
+from ratecore._billing import Pass, unpack_outputs
+from ratecore._order import group_calls
 
 INT64_MIN = np.iinfo(np.int64).min
 INT64_MAX = np.iinfo(np.int64).max
@@ -35,7 +36,7 @@ LEDGER_KINDS = ("fund", "recharge", "recharge_failed", "debit", "expire")
 NOTIFICATION_KINDS = ("recharge_succeeded", "recharge_failed", "balance_depleted",
                       "funds_expired", "pool_80", "pool_100")
 POOL_NOTIFICATIONS = (4, 5)
-EV_FUND, EV_CARD, EV_CALL, EV_END = 0, 1, 2, 3
+EV_FUND, EV_CARD, EV_END = 0, 1, 3
 CAP_FREECALL, CAP_CREDITS, CAP_SKU = 0, 1, 2
 FREECALL = "FREECALL"
 
@@ -96,11 +97,53 @@ class Plan:
     credits_sku: str | None
 
     def payers(self, tenant_row: np.ndarray, user_id) -> np.ndarray:
-        """Payer index of each (tenant row, user_id); -1 without licenses."""
-        user = pc.fill_null(pc.cast(user_id, pa.string()), "")
-        keys = pc.binary_join_element_wise(
-            pa.array(tenant_row.astype(np.int64)).cast(pa.string()), user, "\x1f")
-        return np.asarray(pc.index_in(keys, self.payer_keys).fill_null(-1)).astype(np.int32)
+        """Payer index of each (tenant row, user_id); -1 without licenses.
+
+        Works on the user_id dictionary (the one Parquet hands out, else one
+        built here): each distinct user is looked up once, then each call is
+        one gather and a check that the payer is of the call's tenant. Users
+        licensed in several tenants take a slower path by full key.
+        """
+        if isinstance(user_id, pa.ChunkedArray):
+            parts, at = [], 0
+            for chunk in user_id.chunks:
+                parts.append(self.payers(tenant_row[at: at + len(chunk)], chunk))
+                at += len(chunk)
+            return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+        if not pa.types.is_dictionary(user_id.type):
+            user_id = pc.dictionary_encode(user_id)
+        codes = np.asarray(user_id.indices.fill_null(-1)).astype(np.int64)
+        by_user, users, payer_tenant = self._payers_by_user()
+        hit = np.asarray(pc.index_in(user_id.dictionary.cast(pa.string()), users)
+                         .fill_null(-1)).astype(np.int64)
+        # index -1 (not licensed, null user) reads the -1 appended at the end
+        entry = np.append(by_user, np.int32(-1))[hit]
+        payer = np.append(entry, np.int32(-1))[codes]
+        several = payer == -2
+        owner = np.append(payer_tenant, np.int32(-1))[payer]
+        payer[owner != tenant_row] = -1
+        if several.any():
+            rows = np.flatnonzero(several)
+            user = pc.take(user_id, pa.array(rows)).cast(pa.string())
+            keys = pc.binary_join_element_wise(
+                pa.array(tenant_row[rows].astype(np.int64)).cast(pa.string()), user, "\x1f")
+            payer[rows] = np.asarray(pc.index_in(keys, self.payer_keys).fill_null(-1))
+        return payer
+
+    def _payers_by_user(self):
+        """(payer of each distinct licensed user or -2 if in several tenants,
+        those users, tenant row of each payer); built once."""
+        cached = self.__dict__.get("_by_user")
+        if cached is None:
+            tenants, first = [], {}
+            for p, key in enumerate(self.payer_keys.to_pylist()):
+                t, user = key.split("\x1f", 1)
+                tenants.append(int(t))
+                first[user] = -2 if user in first else p
+            cached = (np.array(list(first.values()), np.int32),
+                      pa.array(list(first), pa.string()), np.array(tenants, np.int32))
+            self.__dict__["_by_user"] = cached
+        return cached
 
     def capability_names(self) -> list:
         return [FREECALL, self.credits_sku] + list(self.skus)
@@ -344,10 +387,20 @@ def _flush_buffers(n):
                            size=np.zeros(n, np.int64), used=np.zeros(n, np.int64))
 
 
+#: Layouts of _calls.pxd's CallRec and OutRec (checked by the kernel).
+CALL_DTYPE = np.dtype([("start", "i8"), ("idx", "i8"), ("payer", "i4"), ("row", "i4"),
+                       ("billable", "i4"), ("service", "i1"), ("status", "i1")], align=True)
+OUT_DTYPE = np.dtype([("charge", "i8"), ("unbilled_amount", "i8"), ("balance_after", "i8"),
+                      ("pool", "i4"), ("pool_seconds", "i4"), ("charged_seconds", "i4"),
+                      ("unbilled_seconds", "i4"), ("domestic", "i1"), ("capability", "i1"),
+                      ("status", "i1")], align=True)
+
+
 def _run_range(ins, kstate, out, lo: int, hi: int):
-    """Run the kernel over events [lo, hi), growing its output buffers as needed."""
+    """Run the kernel over tenants [lo, hi), growing its output buffers as needed."""
     p = Pass(ins, kstate, out)
-    cap = max(1024, (hi - lo) // 4)
+    n_calls = int(ins.call_lo[hi] - ins.call_lo[lo])
+    cap = max(1024, n_calls // 4)
     led, notes, flushed = _ledger_buffers(cap), _note_buffers(cap), _flush_buffers(cap)
     ln = nn = fn = 0
     pos = lo
@@ -366,39 +419,60 @@ def _run_range(ins, kstate, out, lo: int, hi: int):
             SimpleNamespace(**{k: v[:fn] for k, v in vars(flushed).items()}))
 
 
-def _event_order(tenant, time, kind_rank, own, kind, ref, usage_id) -> np.ndarray:
-    """Order of events by (tenant, time processed, kind, own time, then
-    usage_id for calls or file order for the others).
+def _group_calls(calls: Calls, payer: np.ndarray, n_t: int):
+    """The calls as records grouped by tenant, each tenant's in (start,
+    usage_id) order, and where each tenant's records begin."""
+    n = len(calls)
+    recs = np.empty(n, CALL_DTYPE)
+    offsets = np.empty(n_t + 1, np.int64)
+    c32 = lambda a: np.ascontiguousarray(a, np.int32)
+    ties = group_calls(c32(calls.tenant), np.ascontiguousarray(calls.start, np.int64), c32(payer),
+                       c32(calls.row), c32(calls.billable),
+                       np.ascontiguousarray(calls.service, np.int8),
+                       np.ascontiguousarray(calls.status, np.int8), n_t, recs.view(np.uint8),
+                       offsets)
+    if len(ties):
+        # runs of equal starts within a tenant: order each by usage_id, all at once
+        pos = np.union1d(ties, ties - 1)
+        run = np.cumsum(~np.isin(pos, ties)) - 1
+        uid = pc.take(calls.usage_id, pa.array(recs["idx"][pos]))
+        perm = pc.sort_indices(pa.table({"run": run, "uid": uid}),
+                               sort_keys=[("run", "ascending"), ("uid", "ascending")])
+        recs[pos] = recs[pos][np.asarray(perm)]
+    return recs, offsets
 
-    The first three keys are packed into one int64 when they fit (one
-    argsort instead of a lexsort); events equal on them, rare except for
-    late calls, are then ordered in Python.
-    """
-    n = len(tenant)
-    if n == 0:
-        return np.zeros(0, np.int64)
-    tmin = int(time.min())
-    tbits = int(tenant.max()).bit_length()
-    sbits = int(int(time.max()) - tmin).bit_length()
-    if tbits + sbits + 3 <= 62:
-        key = (tenant.astype(np.int64) << (sbits + 3)) | ((time - tmin) << 3) | kind_rank
-        order = np.argsort(key)
-        k = key[order]
-    else:
-        order = np.lexsort((kind_rank, time, tenant))
-        k = np.stack([tenant[order], time[order], kind_rank[order]], axis=1)
-        k = np.unique(k, axis=0, return_inverse=True)[1].ravel()
-    same = np.flatnonzero(k[1:] == k[:-1])
-    if len(same) == 0:
-        return order
-    first = same[np.r_[True, same[1:] != same[:-1] + 1]]
-    last = same[np.r_[same[1:] != same[:-1] + 1, True]] + 1
-    for lo, hi in zip(first, last + 1):
-        idx = order[lo:hi]
-        tie = [usage_id[int(r)].as_py() if kd == EV_CALL else int(r)
-               for r, kd in zip(ref[idx], kind[idx])]
-        order[lo:hi] = idx[sorted(range(len(idx)), key=lambda j: (own[idx[j]], tie[j]))]
-    return order
+
+def _other_events(cfg, fund_i, card_i, n_t: int, point: np.ndarray, run_as_of: int):
+    """Fundings, card updates and each tenant's end of run, sorted by
+    (tenant, instant processed, kind, own time, file order)."""
+    n_f, n_u = len(fund_i), len(card_i)
+    tenant = np.concatenate([cfg.funds.tenant[fund_i].astype(np.int64),
+                             cfg.card_updates.tenant[card_i].astype(np.int64),
+                             np.arange(n_t, dtype=np.int64)])
+    own = np.concatenate([cfg.funds.funded_at[fund_i], cfg.card_updates.updated_at[card_i],
+                          np.full(n_t, run_as_of, np.int64)]).astype(np.int64)
+    kind = np.concatenate([np.full(n_f, EV_FUND, np.int8), np.full(n_u, EV_CARD, np.int8),
+                           np.full(n_t, EV_END, np.int8)])
+    ref = np.concatenate([fund_i, card_i, np.zeros(n_t, np.int64)]).astype(np.int64)
+    time = np.maximum(own, point[tenant])
+    order = np.lexsort((ref, own, kind, time, tenant))
+    tenant = tenant[order]
+    return (time[order], kind[order], ref[order],
+            np.searchsorted(tenant, np.arange(n_t + 1), side="left").astype(np.int64))
+
+
+def _tenant_ranges(call_lo: np.ndarray, ev_lo: np.ndarray, threads: int) -> list:
+    """Tenant ranges of about equal work, one per thread."""
+    n_t = len(call_lo) - 1
+    work = call_lo + ev_lo
+    bounds = [0]
+    if threads > 1 and work[-1] > 100_000:
+        for k in range(1, threads):
+            cut = int(np.searchsorted(work, work[-1] * k // threads))
+            if bounds[-1] < cut < n_t:
+                bounds.append(cut)
+    bounds.append(n_t)
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | None = None,
@@ -427,40 +501,21 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
     card_from_update = updated_card != INT64_MIN
     point = ks.point.copy()
 
-    # events
+    # events: calls grouped per tenant, the rest in a short sorted list
     fk, ck = fund_keys(cfg), card_keys(cfg)
     fund_i = _unapplied(fk, state.applied_funds)
     fund_i = fund_i[cfg.funds.funded_at[fund_i] <= run_as_of] if len(fund_i) else fund_i
     card_i = _unapplied(ck, state.applied_cards)
     card_i = card_i[cfg.card_updates.updated_at[card_i] <= run_as_of] if len(card_i) else card_i
-    n_c, n_f, n_u = len(calls), len(fund_i), len(card_i)
-    ev_tenant = np.concatenate([calls.tenant.astype(np.int32),
-                                cfg.funds.tenant[fund_i].astype(np.int32),
-                                cfg.card_updates.tenant[card_i].astype(np.int32),
-                                np.arange(n_t, dtype=np.int32)])
-    own = np.concatenate([starts, cfg.funds.funded_at[fund_i],
-                          cfg.card_updates.updated_at[card_i],
-                          np.full(n_t, run_as_of, np.int64)]).astype(np.int64)
-    ev_time = np.maximum(own, point[ev_tenant])
-    ev_kind = np.concatenate([np.full(n_c, EV_CALL, np.int8), np.full(n_f, EV_FUND, np.int8),
-                              np.full(n_u, EV_CARD, np.int8), np.full(n_t, EV_END, np.int8)])
-    ev_ref = np.concatenate([np.arange(n_c), fund_i, card_i, np.zeros(n_t, np.int64)]
-                            ).astype(np.int64)
-    kind_rank = np.where(ev_kind == EV_END, 4, ev_kind).astype(np.int64)
-    order = _event_order(ev_tenant, ev_time, kind_rank, own, ev_kind, ev_ref, calls.usage_id)
-    ev_tenant, ev_time, ev_kind, ev_ref = (ev_tenant[order], ev_time[order], ev_kind[order],
-                                           ev_ref[order])
+    n_c, n_f = len(calls), len(fund_i)
+    payer = plan.payers(calls.tenant, calls.user_id) if n_c else np.zeros(0, np.int32)
+    recs, call_lo = _group_calls(calls, payer, n_t)
+    ev_time, ev_kind, ev_ref, ev_lo = _other_events(cfg, fund_i, card_i, n_t, point, run_as_of)
     late = (starts < point[calls.tenant]) if n_c else np.zeros(0, bool)
-    # the kernel reads calls in event order: gather them once so it walks
-    # them sequentially; outputs are scattered back at the end
-    is_call = ev_kind == EV_CALL
-    call_pos = ev_ref[is_call]
-    ev_ref[is_call] = np.arange(n_c, dtype=np.int64)
 
     # lots: live lots from the state in rings sized for this run
     per_t_funds = np.bincount(cfg.funds.tenant[fund_i].astype(np.int64), minlength=n_t)
-    per_t_calls = np.bincount(calls.tenant.astype(np.int64), minlength=n_t) if n_c \
-        else np.zeros(n_t, np.int64)
+    per_t_calls = np.diff(call_lo)
     live = [state.lots.get(tid, []) for tid in plan.tenant_ids]
     lot_cap = np.empty(n_t, np.int32)
     for t in range(n_t):
@@ -482,6 +537,8 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
             j = lot_base[t] + k
             (ks.lot_id[j], ks.lot_funded[j], ks.lot_expires[j], ks.lot_amount[j],
              ks.lot_remaining[j]) = lot
+    ks.cur_call = call_lo[:-1].copy()
+    ks.cur_ev = ev_lo[:-1].copy()
 
     # pools and either-cap groups
     n_p = len(plan.pool_names)
@@ -497,14 +554,8 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
         if plan.cap_keys else np.zeros(0, np.int32)
 
     ins = SimpleNamespace(
-        ev_time=ev_time, ev_kind=ev_kind, ev_ref=ev_ref, ev_tenant=ev_tenant,
-        call_payer=(plan.payers(calls.tenant, calls.user_id)[call_pos] if n_c
-                    else np.zeros(0, np.int32)),
-        call_start=np.ascontiguousarray(starts[call_pos], np.int64),
-        call_service=np.ascontiguousarray(calls.service[call_pos], np.int8),
-        call_status=np.ascontiguousarray(calls.status[call_pos], np.int8),
-        call_row=np.ascontiguousarray(calls.row[call_pos], np.int32),
-        call_billable=np.ascontiguousarray(calls.billable[call_pos], np.int32),
+        calls=recs, call_lo=call_lo, ev_time=ev_time, ev_kind=ev_kind, ev_ref=ev_ref,
+        ev_lo=ev_lo, point0=point,
         fund_amount=np.ascontiguousarray(cfg.funds.amount, np.int64),
         card_valid=np.ascontiguousarray(cfg.card_updates.card_valid_until, np.int64),
         **{k: getattr(plan, k) for k in (
@@ -513,47 +564,28 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
             "payer_hi", "lic_from", "lic_to", "lic_loc", "lic_credits", "lic_user_pool",
             "lic_dom_pool", "lic_intl_pool", "lic_dial_pool", "pool_cp_lo", "pool_cp_hi",
             "cp_time", "cp_size", "pool_partner", "pool_cap", "pool_sku")})
-    out = SimpleNamespace(
-        domestic=np.empty(n_c, np.int8), pool=np.empty(n_c, np.int32),
-        pool_seconds=np.empty(n_c, np.int32), charged_seconds=np.empty(n_c, np.int32),
-        charge=np.empty(n_c, np.int64), capability=np.empty(n_c, np.int8),
-        status=np.empty(n_c, np.int8), unbilled_seconds=np.empty(n_c, np.int32),
-        unbilled_amount=np.empty(n_c, np.int64), balance_after=np.empty(n_c, np.int64))
+    out = np.empty(n_c, OUT_DTYPE)
 
-    # tenants are independent: split the events at tenant boundaries
-    n_ev = len(ev_time)
-    bounds = [0]
-    if threads > 1 and n_ev > 100_000:
-        first = np.searchsorted(ev_tenant, np.arange(n_t + 1), side="left")
-        for k in range(1, threads):
-            cut = int(first[np.searchsorted(first, n_ev * k // threads)])
-            if bounds[-1] < cut < n_ev:
-                bounds.append(cut)
-    bounds.append(n_ev)
-    ranges = list(zip(bounds[:-1], bounds[1:]))
+    # tenants are independent: ranges of them run on threads
+    ranges = _tenant_ranges(call_lo, ev_lo, threads)
     if len(ranges) == 1:
         parts = [_run_range(ins, ks, out, *ranges[0])]
     else:
         with ThreadPoolExecutor(len(ranges), thread_name_prefix="ratecore-bill") as ex:
             parts = list(ex.map(lambda r: _run_range(ins, ks, out, *r), ranges))
-    for name, arr in vars(out).items():
-        back = np.empty_like(arr)
-        back[call_pos] = arr
-        setattr(out, name, back)
     led = SimpleNamespace(**{k: np.concatenate([getattr(p[0], k) for p in parts])
                              for k in vars(parts[0][0])})
-    debit = led.kind == 3
-    led.ref[debit] = call_pos[led.ref[debit]]
     notes = SimpleNamespace(**{k: np.concatenate([getattr(p[1], k) for p in parts])
                                for k in vars(parts[0][1])})
     flushed = SimpleNamespace(**{k: np.concatenate([getattr(p[2], k) for p in parts])
                                  for k in vars(parts[0][2])})
 
     # state back, by name
+    card_updated = np.zeros(n_t, bool)
+    card_updated[cfg.card_updates.tenant[card_i].astype(np.int64)] = True
     for t, tid in enumerate(plan.tenant_ids):
         st = {name: int(ks.__dict__[name][t]) for name in TENANT_FIELDS}
-        if not card_from_update[t] and not (n_u and np.any(
-                cfg.card_updates.tenant[card_i] == t)):
+        if not card_from_update[t] and not card_updated[t]:
             st["card"] = INT64_MIN
         st["point"] = max(st["point"], run_as_of)
         state.tenants[tid] = st
@@ -576,11 +608,10 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
         state.applied_cards[ck[i]] += 1
     state.as_of = run_as_of
 
+    cols = {name: np.empty(n_c, OUT_DTYPE[name]) for name in OUT_DTYPE.names}
+    unpack_outputs(out.view(np.uint8), **cols)
     return Billed(
-        domestic=out.domestic, pool=out.pool, pool_seconds=out.pool_seconds,
-        charged_seconds=out.charged_seconds, charge=out.charge, capability=out.capability,
-        status=out.status, unbilled_seconds=out.unbilled_seconds,
-        unbilled_amount=out.unbilled_amount, balance_after=out.balance_after, late=late,
+        **cols, late=late,
         ledger=_ledger_table(plan, cfg, calls, led), notifications=_notes_table(plan, notes),
         pools=_pools_table(state, flushed, pool_keys), as_of=run_as_of)
 

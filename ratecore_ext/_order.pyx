@@ -1,0 +1,219 @@
+# Grouping one run's calls for the per-tenant pass: each tenant's calls as
+# 32-byte records (see _calls.pxd) in order of start time.
+#
+# A stable counting sort by tenant moves every call into its tenant's slice
+# (one sequential read of the priced columns, a few hundred write streams).
+# Each slice is then checked and, unless it is already in time order, sorted
+# by an LSD radix sort of packed (start - slice minimum, position in slice)
+# keys: the slice fits in the cache, the keys are 8 bytes, and only the
+# digits that differ are passed over. The counting sort is stable, so equal
+# starts stay in input order; ratecore.billing reorders those rare runs by
+# usage_id, from the tie positions returned here.
+
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdlib cimport free, malloc, qsort, realloc
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+from _calls cimport CallRec
+
+cdef enum:
+    DIGIT_BITS = 11
+    DIGITS = 1 << DIGIT_BITS
+    # a slice bigger than this (about the L2) is first split by its top time
+    # bits into TOP buckets, records moved, so every radix sort runs in cache
+    IN_CACHE = 1 << 15
+    TOP_BITS = 8
+    TOP = 1 << TOP_BITS
+
+
+def record_size():
+    """sizeof(CallRec), checked against ratecore.billing.CALL_DTYPE."""
+    return sizeof(CallRec)
+
+
+cdef inline int bit_length(uint64_t v) noexcept nogil:
+    cdef int n = 0
+    while v:
+        n += 1
+        v >>= 1
+    return n
+
+
+cdef int by_start(const void* a, const void* b) noexcept nogil:
+    cdef const CallRec* x = <const CallRec*> a
+    cdef const CallRec* y = <const CallRec*> b
+    if x.start != y.start:
+        return -1 if x.start < y.start else 1
+    return -1 if x.idx < y.idx else (1 if x.idx > y.idx else 0)
+
+
+cdef int sort_slice(CallRec* seg, int64_t m, uint64_t* keys, uint64_t* tmp,
+                    CallRec* spare) noexcept nogil:
+    """Sort `m` records by (start, idx); `keys`, `tmp`, `spare` hold m items."""
+    cdef int64_t j, lo_t = seg[0].start, hi_t = seg[0].start
+    cdef int ib, tb, shift, d
+    cdef int64_t[DIGITS] count
+    cdef uint64_t* src
+    cdef uint64_t* dst
+    cdef uint64_t* swap
+    cdef int64_t total, c
+    for j in range(1, m):
+        if seg[j].start < seg[j - 1].start:
+            break
+    else:
+        return 0                            # already in time order
+    for j in range(m):
+        if seg[j].start < lo_t:
+            lo_t = seg[j].start
+        if seg[j].start > hi_t:
+            hi_t = seg[j].start
+    tb = bit_length(<uint64_t>(hi_t - lo_t))
+    if m > IN_CACHE:
+        return split_slice(seg, m, lo_t, tb, keys, tmp, spare)
+    ib = bit_length(<uint64_t>(m - 1))
+    if ib + tb > 64:
+        qsort(seg, m, sizeof(CallRec), by_start)
+        return 0
+    for j in range(m):
+        keys[j] = (<uint64_t>(seg[j].start - lo_t) << ib) | <uint64_t>j
+    # the index bits are already in order and the sort is stable: sort the time bits only
+    src, dst = keys, tmp
+    shift = ib
+    while shift < ib + tb:
+        memset(count, 0, sizeof(count))
+        for j in range(m):
+            count[(src[j] >> shift) & (DIGITS - 1)] += 1
+        if count[(src[0] >> shift) & (DIGITS - 1)] != m:
+            total = 0
+            for d in range(DIGITS):
+                c = count[d]
+                count[d] = total
+                total += c
+            for j in range(m):
+                d = (src[j] >> shift) & (DIGITS - 1)
+                dst[count[d]] = src[j]
+                count[d] += 1
+            swap = src
+            src = dst
+            dst = swap
+        shift += DIGIT_BITS
+    cdef uint64_t mask = ((<uint64_t>1) << ib) - 1 if ib < 64 else <uint64_t>(-1)
+    for j in range(m):
+        spare[j] = seg[src[j] & mask]
+    memcpy(seg, spare, m * sizeof(CallRec))
+    return 0
+
+
+cdef int split_slice(CallRec* seg, int64_t m, int64_t lo_t, int tb, uint64_t* keys,
+                     uint64_t* tmp, CallRec* spare) noexcept nogil:
+    """Stable MSD step: move records into TOP buckets by their top time bits,
+    then sort each bucket."""
+    cdef int shift = tb - TOP_BITS if tb > TOP_BITS else 0
+    cdef int64_t[TOP + 1] at
+    cdef int64_t j, d, total = 0, c
+    memset(at, 0, sizeof(at))
+    for j in range(m):
+        at[((seg[j].start - lo_t) >> shift) + 1] += 1
+    for d in range(TOP):
+        at[d + 1] += at[d]
+    cdef int64_t[TOP + 1] begin
+    memcpy(begin, at, sizeof(at))
+    for j in range(m):
+        d = (seg[j].start - lo_t) >> shift
+        spare[at[d]] = seg[j]
+        at[d] += 1
+    memcpy(seg, spare, m * sizeof(CallRec))
+    for d in range(TOP):
+        c = begin[d + 1] - begin[d]
+        if c > 1:
+            sort_slice(seg + begin[d], c, keys, tmp, spare)
+    return 0
+
+
+def group_calls(const int32_t[::1] tenant, const int64_t[::1] start, const int32_t[::1] payer,
+                const int32_t[::1] row, const int32_t[::1] billable,
+                const int8_t[::1] service, const int8_t[::1] status, int32_t n_tenants,
+                uint8_t[::1] recs_out, int64_t[::1] offsets_out):
+    """Fill `recs_out` (n CallRec) with the calls grouped by tenant, each
+    tenant's in (start, input position) order, and `offsets_out` (n_tenants
+    + 1) with where each tenant's records begin.
+
+    Returns the record positions k whose start equals record k-1's within a
+    tenant (ties, to be ordered by usage_id), as an int64 array.
+    """
+    cdef int64_t n = tenant.shape[0], i, k, t, m, biggest = 0
+    if (start.shape[0] != n or payer.shape[0] != n or row.shape[0] != n
+            or billable.shape[0] != n or service.shape[0] != n or status.shape[0] != n):
+        raise ValueError("group_calls: columns differ in length")
+    if recs_out.shape[0] != n * <int64_t>sizeof(CallRec) or offsets_out.shape[0] != n_tenants + 1:
+        raise ValueError("group_calls: output buffers have the wrong size")
+    for i in range(n):
+        if tenant[i] < 0 or tenant[i] >= n_tenants:
+            raise ValueError(f"group_calls: tenant row {tenant[i]} out of range")
+    cdef CallRec* recs = <CallRec*> &recs_out[0] if n else NULL
+    cdef int64_t* pos = <int64_t*> malloc((n_tenants + 1) * sizeof(int64_t))
+    cdef uint64_t* keys = NULL
+    cdef uint64_t* tmp = NULL
+    cdef CallRec* spare = NULL
+    cdef int64_t* ties = NULL
+    cdef int64_t n_ties = 0, cap_ties = 0
+    cdef bint failed = False
+    if pos == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            memset(pos, 0, (n_tenants + 1) * sizeof(int64_t))
+            for i in range(n):
+                pos[tenant[i] + 1] += 1
+            for t in range(n_tenants):
+                if pos[t + 1] > biggest:
+                    biggest = pos[t + 1]
+                pos[t + 1] += pos[t]
+            for t in range(n_tenants + 1):
+                offsets_out[t] = pos[t]
+            for i in range(n):
+                k = pos[tenant[i]]
+                pos[tenant[i]] = k + 1
+                recs[k].start = start[i]
+                recs[k].idx = i
+                recs[k].payer = payer[i]
+                recs[k].row = row[i]
+                recs[k].billable = billable[i]
+                recs[k].service = service[i]
+                recs[k].status = status[i]
+            keys = <uint64_t*> malloc((biggest + 1) * sizeof(uint64_t))
+            tmp = <uint64_t*> malloc((biggest + 1) * sizeof(uint64_t))
+            spare = <CallRec*> malloc((biggest + 1) * sizeof(CallRec))
+            if keys == NULL or tmp == NULL or spare == NULL:
+                failed = True
+            else:
+                for t in range(n_tenants):
+                    m = offsets_out[t + 1] - offsets_out[t]
+                    if m > 1:
+                        sort_slice(recs + offsets_out[t], m, keys, tmp, spare)
+                    for k in range(offsets_out[t] + 1, offsets_out[t + 1]):
+                        if recs[k].start == recs[k - 1].start:
+                            if n_ties == cap_ties:
+                                cap_ties = 2 * cap_ties + 1024
+                                ties = <int64_t*> realloc(ties, cap_ties * sizeof(int64_t))
+                                if ties == NULL:
+                                    failed = True
+                                    break
+                            ties[n_ties] = k
+                            n_ties += 1
+                    if failed:
+                        break
+        if failed:
+            raise MemoryError()
+        out = np.empty(n_ties, np.int64)
+        for k in range(n_ties):
+            out[k] = ties[k]
+        return out
+    finally:
+        free(pos)
+        free(keys)
+        free(tmp)
+        free(spare)
+        free(ties)
