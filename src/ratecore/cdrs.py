@@ -31,10 +31,15 @@ CDR_SCHEMA = pa.schema(
     + [("start_time", pa.timestamp("us", tz="UTC")), ("duration_seconds", pa.int64())]
     + [(c, pa.string()) for c in STRING_COLUMNS[7:]])
 CDR_COLUMNS = tuple(CDR_SCHEMA.names)
+#: Microsoft's price of an imported Teams call (SPEC §7), for the audit report.
+REFERENCE_SCHEMA = pa.schema([("reference_charge", pa.decimal128(18, 6)),
+                              ("reference_connection_fee", pa.decimal128(18, 6)),
+                              ("reference_currency", pa.string())])
+REFERENCE_COLUMNS = tuple(REFERENCE_SCHEMA.names)
 REQUIRED = ("usage_id", "tenant_id", "call_type", "caller_number", "callee_number",
             "start_time")
 #: The raw columns a reject keeps (as text), whichever of them the file has.
-RAW_COLUMNS = CDR_COLUMNS + ("end_time",)
+RAW_COLUMNS = CDR_COLUMNS + ("end_time",) + REFERENCE_COLUMNS
 #: Longest accepted call. Longer ones are rejected: they are broken records,
 #: and the bound keeps ``rate * seconds`` inside int64 micro-units.
 MAX_DURATION = 1_000_000
@@ -200,6 +205,8 @@ def normalise(path: Path, raw: pa.Table, first_row: int) -> CdrBatch:
     batch.reject(duration > MAX_DURATION, "duration_too_long",
                  lambda i: f"column 'duration_seconds': {duration[i]} s is longer than "
                            f"{MAX_DURATION} s")
+    reference = _reference(path, raw, raw_text, batch) \
+        if any(c in names for c in REFERENCE_COLUMNS) else {}
     duration = np.where(batch.reason == None, duration, 0).astype(np.int64)  # noqa: E711
 
     batch.cdrs = pa.table({
@@ -207,8 +214,55 @@ def normalise(path: Path, raw: pa.Table, first_row: int) -> CdrBatch:
         "start_time": start,
         "duration_seconds": pa.array(duration, pa.int64()),
         **{c: cols[c] for c in STRING_COLUMNS[7:]},
-    }, schema=CDR_SCHEMA)
+        **reference,
+    }, schema=pa.schema(list(CDR_SCHEMA) + (list(REFERENCE_SCHEMA) if reference else [])))
     return batch
+
+
+def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -> dict:
+    """The three reference columns of a batch whose file has any of them."""
+    n = raw.num_rows
+    out = {}
+    for f in REFERENCE_SCHEMA:
+        if f.name not in raw.column_names:
+            out[f.name] = pa.nulls(n, f.type)
+            continue
+        col = raw.column(f.name)
+        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.dictionary_decode()
+        text = raw_text.column(f.name)
+        if f.name == "reference_currency":
+            cur = pc.utf8_upper(pc.utf8_trim_whitespace(arr.cast(pa.string())))
+            empty = fields.blank(cur)
+            bad = ~empty & ~fields.to_mask(pc.is_in(cur, pa.array(sorted(_currency_codes()))))
+            batch.reject(bad, "bad_reference", lambda i: f"column '{f.name}': "
+                         f"{text[i].as_py()!r} is not an ISO 4217 currency code")
+            out[f.name] = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), cur)
+        elif pa.types.is_decimal(arr.type) or pa.types.is_integer(arr.type):
+            try:
+                out[f.name] = arr.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise CdrFileError(f"{path}: column '{f.name}': {arr.type} values do not "
+                                   f"fit decimal(18, 6): {e}") from e
+        elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) \
+                or pa.types.is_null(arr.type):
+            empty = fields.blank(arr)
+            micro, bad = fields.parse_money(arr)
+            bad &= ~empty
+            batch.reject(bad, "bad_reference", lambda i: f"column '{f.name}': "
+                         + fields.money_problem(text[i].as_py()))
+            out[f.name] = fields.micro_to_decimal(np.where(bad, 0, micro), empty | bad)
+        else:
+            raise CdrFileError(f"{path}: column '{f.name}' holds {arr.type}; money must be "
+                               "decimal or text, never a float")
+    return out
+
+
+def _currency_codes():
+    from ratecore.deck import _currency_codes as codes
+
+    return codes()
 
 
 def read_cdrs(paths) -> Iterator[CdrBatch]:

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ratecore import fields
-from ratecore.cdrs import RAW_COLUMNS
+from ratecore.cdrs import RAW_COLUMNS, REFERENCE_SCHEMA
 from ratecore.deck import SERVICES, RateBook
 from ratecore.pricing import STATUSES, Priced
 
@@ -27,7 +27,8 @@ REJECT_SCHEMA = pa.schema(
 #: high-cardinality ones (usage_id, numbers, call ids) are written plain.
 DICTIONARY_COLUMNS = ("tenant_id", "user_id", "call_type", "number_type", "service", "deck",
                       "prefix", "destination", "country", "number_class", "currency", "status",
-                      "month", "file", "reason", "pool", "capability", "kind")
+                      "month", "file", "reason", "pool", "capability", "kind",
+                      "reference_currency")
 
 
 def _dict(indices: np.ndarray, values: pa.Array, missing: np.ndarray) -> pa.DictionaryArray:
@@ -49,6 +50,9 @@ def rated_table(cdrs: pa.Table, priced: Priced, book: RateBook, billed=None,
     row = np.where(no_row, 0, priced.row)
     no_service = priced.service < 0
     out = {name: cdrs.column(name) for name in cdrs.column_names}
+    for f in REFERENCE_SCHEMA:  # every rated file has them: null unless the CDR file had them
+        if f.name not in out:
+            out[f.name] = pa.nulls(cdrs.num_rows, f.type)
     out["service"] = _dict(priced.service, pa.array(SERVICES), no_service)
     for name in ("deck", "prefix", "destination", "country", "number_class"):
         out[name] = _dict(row, rows.column(name).combine_chunks(), no_row)
