@@ -152,5 +152,62 @@ def demo(work_dir, cdrs):
                       print_summary=print_summary)
 
 
+#: Exit code of ``report --check`` when a row fails (1 is an internal error, 2 bad input).
+CHECK_FAILED = 3
+
+
+@main.command()
+@click.argument("name", metavar="NAME")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="The --out directory of `ratecore rate`.")
+@click.option("--month", default=None, metavar="YYYY-MM", help="Only this month (UTC).")
+@click.option("--tenant", default=None, metavar="ID", help="Only this tenant.")
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "csv", "tsv", "json", "parquet", "xlsx"]))
+@click.option("--output", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file (required for parquet and xlsx; default: stdout).")
+@click.option("--date", default=None, metavar="YYYY-MM-DD",
+              help="expiry: first day of the window (default: the outputs' as-of date).")
+@click.option("--days", default=None, type=click.IntRange(0), metavar="N",
+              help="expiry: length of the window in days (default 30).")
+@click.option("--candidate", "candidate_dir", default=None, type=click.Path(path_type=Path),
+              help="impact: the --out directory of the same CDRs rated with `rate --deck`.")
+@click.option("--check", is_flag=True,
+              help=f"Exit {CHECK_FAILED} if any row has passed = false (reconcile).")
+def report(name, data_dir, month, tenant, fmt, output, date, days, candidate_dir, check):
+    """Run report NAME over rating outputs: usage, pools, billing, expiry,
+    reconcile, impact, audit (every queries/*.sql shipped)."""
+    from ratecore import reports
+
+    table = reports.run_report(name, data_dir, month=month, tenant=tenant, date=date,
+                               days=days, candidate_dir=candidate_dir)
+    if check and "passed" not in table.column_names:
+        raise InputError(f"--check: report {name} has no passed column (use it with reconcile)")
+    reports.export(table, fmt, output, console=console, name=name)
+    if output is not None:
+        err_console.print(f"{name}: {table.num_rows:,} rows → {output}")
+    if check:
+        failed = [r["invariant"] if "invariant" in r else str(i)
+                  for i, r in enumerate(table.to_pylist()) if r["passed"] is not True]
+        if failed:
+            click.echo(f"{name}: {len(failed)} failed: {', '.join(failed)}", err=True)
+            sys.exit(CHECK_FAILED)
+
+
+@main.command("import-teams")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--tenant", "tenant_id", required=True, metavar="ID",
+              help="The ratecore tenant the calls belong to.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The CDR Parquet file to write.")
+def import_teams(files, tenant_id, out_path):
+    """Convert Teams admin center (or Skype for Business) PSTN usage exports
+    into a CDR file for `ratecore rate`, keeping Microsoft's charges for audit."""
+    from ratecore.teams import import_teams as convert
+
+    summary = convert(list(files), tenant_id, out_path)
+    console.print(str(summary) if summary is not None else f"wrote {out_path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
