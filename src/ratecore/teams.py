@@ -299,8 +299,11 @@ def _norm_header(name: str) -> str:
 
 def _encoding(path: Path) -> tuple[str, str]:
     """(codec, display name) from the BOM; UTF-8 when there is none."""
-    with open(path, "rb") as fh:
-        head = fh.read(4)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror or e}") from e
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "utf-16", "utf-16"
     if len(head) >= 2 and (head[1:2] == b"\x00" or head[0:1] == b"\x00"):
@@ -320,8 +323,7 @@ def _read_export(path: Path, tenant_id: str, writer, problems: list[Problem], se
         try:
             header_line = fh.readline()
         except UnicodeDecodeError as e:
-            raise InputError(f"{path}:1: not UTF-8 or UTF-16 text ({e.reason}); "
-                             "re-save the export as UTF-8") from e
+            raise _encoding_error(path, codec, e) from e
         if not header_line.strip():
             raise InputError(f"{path}: empty file, expected a header row")
         delimiter = max((",", "\t"), key=lambda d: sum(
@@ -358,8 +360,7 @@ def _read_export(path: Path, tenant_id: str, writer, problems: list[Problem], se
             except StopIteration:
                 break
             except UnicodeDecodeError as e:
-                raise InputError(f"{path}:{line + 1}: not UTF-8 or UTF-16 text ({e.reason}); "
-                                 "re-save the export as UTF-8") from e
+                raise _encoding_error(path, codec, e) from e
             except csv.Error as e:
                 raise InputError(f"{path}:{line + 1}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}"
                                  f" ({e}); nothing written") from e
@@ -379,6 +380,22 @@ def _read_export(path: Path, tenant_id: str, writer, problems: list[Problem], se
         _flush(rows, writer, problems, seen, summary)
         info.rows = rows.written
     return info
+
+
+def _encoding_error(path: Path, codec: str, e: UnicodeDecodeError) -> InputError:
+    """The error for undecodable text, naming the first bad line (the decoder
+    reads ahead in blocks, so the line is found again in bytes)."""
+    where = str(path)
+    if codec.startswith("utf-8"):
+        with open(path, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    where += f":{number}"
+                    break
+    return InputError(f"{where}: not UTF-8 or UTF-16 text ({e.reason}); "
+                      "re-save the export as UTF-8")
 
 
 class _Columns:
