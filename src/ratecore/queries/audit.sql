@@ -4,7 +4,8 @@
 -- Which calls: every rated call whose CDR carried a Microsoft price (any of
 -- reference_charge, reference_connection_fee, reference_currency not NULL),
 -- and every rejected one that did (Microsoft charged a call ratecore did
--- not rate), except `duplicate` rejects: those calls are rated once already.
+-- not rate), once per usage_id, unless it was rated after all (a
+-- `duplicate` reject, or a row fixed and rated by a later run).
 --
 -- Microsoft's "Charge" is taken as the whole amount charged for the call;
 -- its "Connection Fee" is shown beside it, not added. ratecore's charge is
@@ -55,6 +56,11 @@ WITH imported AS (
            OR NULLIF(trim(reference_connection_fee), '') IS NOT NULL
            OR NULLIF(trim(reference_currency), '') IS NOT NULL)
       AND ($month IS NULL OR month = $month) AND ($tenant IS NULL OR tenant_id = $tenant)
+      AND NOT EXISTS (SELECT 1 FROM rated WHERE rated.usage_id = rejects.usage_id)
+    -- a run repeated over the same files rejects the same row again: once each
+    QUALIFY row_number() OVER (
+        PARTITION BY tenant_id, coalesce(NULLIF(usage_id, ''), file || ':' || row)
+        ORDER BY file, row) = 1
 ),
 calls AS (
     SELECT *,
