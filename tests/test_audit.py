@@ -50,11 +50,11 @@ T1 = [
     call("j", 60, "0.08", **{"Destination Number": "+33140000000"}),  # no deck row
 ]
 HAND = {"a": (D("0.06"), D("0.06"), "equal"), "b": (D("0.10"), D("0.12"), "differs"),
-        "c": (D("0.05"), D("0.06"), "differs"), "d": (D("0"), D("0"), "equal"),
+        "c": (D("0.05"), D("0.06"), "differs"), "d": (D(0), D(0), "equal"),
         "e": (D("0.07"), D("0.06"), "differs"), "f": (D("0.25"), None, "rejected"),
         "g": (D("0.05"), D("0.06"), "currency_mismatch"),
         "h": (None, D("0.06"), "no_microsoft_charge"), "i": (D("0.06"), D("0.06"), "equal"),
-        "j": (D("0.08"), D("0"), "differs")}
+        "j": (D("0.08"), D(0), "differs")}
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_audit_per_call_matches_hand_figures(audited):
     assert calls["f"]["difference"] is None and calls["g"]["difference"] is None
     assert (calls["g"]["currency"], calls["g"]["microsoft_currency"],
             calls["g"]["ratecore_currency"]) == ("EUR", "EUR", "USD")
-    assert calls["a"]["microsoft_connection_fee"] == D("0")
+    assert calls["a"]["microsoft_connection_fee"] == D(0)
     assert calls["c"]["callee_number"] == "+4420794600**"
     assert calls["a"]["capability"] == "MCOPSTNPP" and calls["d"]["capability"] == "FREECALL"
     t2 = {c["usage_id"]: c for c in calls.values() if c["tenant_id"] == "t2"}

@@ -90,7 +90,7 @@ def test_teams_export_maps_every_column(tmp):
         "callee_number": "+442079460000", "number_type": "user",
         "start_time": utc(2024, 3, 1, 10, 0, 0), "duration_seconds": 57,
         "call_id": "call-1", "conference_id": "", "reference_charge": D("0.06"),
-        "reference_connection_fee": D("0"), "reference_currency": "USD"}
+        "reference_connection_fee": D(0), "reference_currency": "USD"}
     assert b == {
         "usage_id": "0b3a1f0e-0000-4000-8000-000000000002", "tenant_id": "t1",
         "user_id": "", "call_type": "conf_in", "caller_number": "+44207946****",
@@ -185,7 +185,7 @@ def test_sfb_tab_separated_export(tmp, encoding):
     assert a["reference_connection_fee"] is None  # the SfB export has no Connection Fee
     assert (b["call_type"], b["conference_id"], b["duration_seconds"], b["callee_number"]) \
         == ("conf_out", "c-77", 3723, "+4930123***")
-    assert b["user_id"] == "org@t1.example" and b["reference_charge"] == D("2")
+    assert b["user_id"] == "org@t1.example" and b["reference_charge"] == D(2)
 
 
 def test_sfb_usage_ids_are_stable_across_overlapping_exports(tmp):
@@ -223,7 +223,7 @@ def test_bad_rows_fail_the_import_naming_file_line_and_column(tmp):
     src = write_export(tmp / "bad.csv", [
         teams_row(**{"User Display Name": "two\nlines"}),           # lines 2-3, fine
         teams_row(**{"Start Time": "03/01/2024 10:00"}),           # line 4
-        teams_row(**{"Charge": "0.1234567", "Currency": "US$"}),   # line 5
+        teams_row(Charge="0.1234567", Currency="US$"),   # line 5
         teams_row(**{"Duration Seconds": "1.5", "UsageId": ""}),   # line 6
         teams_row(**{"Connection Fee": "1,5"}),                    # line 7
         teams_row(**{"Duration Seconds": "", "End Time": ""}),     # line 8
@@ -322,7 +322,7 @@ def test_rate_passes_reference_columns_through(tmp):
     rows = rated(tmp / "out")
     t = rows["0b3a1f0e-0000-4000-8000-000000000001"]
     assert (t["reference_charge"], t["reference_connection_fee"], t["reference_currency"]) \
-        == (D("0.06"), D("0"), "USD")
+        == (D("0.06"), D(0), "USD")
     assert t["charge"] == D("0.06") and t["status"] == "charged"
     p = rows["plain"]
     assert (p["reference_charge"], p["reference_connection_fee"], p["reference_currency"]) \

@@ -236,7 +236,7 @@ def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -
             cur = pc.utf8_upper(pc.utf8_trim_whitespace(arr.cast(pa.string())))
             empty = fields.blank(cur)
             bad = ~empty & ~fields.to_mask(pc.is_in(cur, pa.array(sorted(_currency_codes()))))
-            batch.reject(bad, "bad_reference", lambda i: f"column '{f.name}': "
+            batch.reject(bad, "bad_reference", lambda i, f=f, text=text: f"column '{f.name}': "
                          f"{text[i].as_py()!r} is not an ISO 4217 currency code")
             out[f.name] = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), cur)
         elif pa.types.is_decimal(arr.type) or pa.types.is_integer(arr.type):
@@ -250,7 +250,7 @@ def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -
             empty = fields.blank(arr)
             micro, bad = fields.parse_money(arr)
             bad &= ~empty
-            batch.reject(bad, "bad_reference", lambda i: f"column '{f.name}': "
+            batch.reject(bad, "bad_reference", lambda i, f=f, text=text: f"column '{f.name}': "
                          + fields.money_problem(text[i].as_py()))
             out[f.name] = fields.micro_to_decimal(np.where(bad, 0, micro), empty | bad)
         else:

@@ -315,11 +315,7 @@ def _encoding(path: Path) -> tuple[str, str]:
 def _read_export(path: Path, tenant_id: str, writer, problems: list[Problem], seen: set,
                  summary: ImportSummary, charge_totals: dict) -> ImportedFile:
     codec, enc_name = _encoding(path)
-    try:
-        fh = open(path, encoding=codec, newline="")
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e}") from e
-    with fh:
+    with _open_text(path, codec) as fh:
         try:
             header_line = fh.readline()
         except UnicodeDecodeError as e:
@@ -380,6 +376,13 @@ def _read_export(path: Path, tenant_id: str, writer, problems: list[Problem], se
         _flush(rows, writer, problems, seen, summary)
         info.rows = rows.written
     return info
+
+
+def _open_text(path: Path, codec: str):
+    try:
+        return open(path, encoding=codec, newline="")
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror or e}") from e
 
 
 def _encoding_error(path: Path, codec: str, e: UnicodeDecodeError) -> InputError:
