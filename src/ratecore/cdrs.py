@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ratecore import fields
+from ratecore.deck import CURRENCIES
 from ratecore.errors import CdrFileError
 from ratecore.pricing import CALL_TYPES
 
@@ -235,7 +236,7 @@ def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -
         if f.name == "reference_currency":
             cur = pc.utf8_upper(pc.utf8_trim_whitespace(arr.cast(pa.string())))
             empty = fields.blank(cur)
-            bad = ~empty & ~fields.to_mask(pc.is_in(cur, pa.array(sorted(_currency_codes()))))
+            bad = ~empty & ~fields.to_mask(pc.is_in(cur, pa.array(sorted(CURRENCIES))))
             batch.reject(bad, "bad_reference", lambda i, f=f, text=text: f"column '{f.name}': "
                          f"{text[i].as_py()!r} is not an ISO 4217 currency code")
             out[f.name] = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), cur)
@@ -258,11 +259,6 @@ def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -
                                "decimal or text, never a float")
     return out
 
-
-def _currency_codes():
-    from ratecore.deck import _currency_codes as codes
-
-    return codes()
 
 
 def read_cdrs(paths) -> Iterator[CdrBatch]:

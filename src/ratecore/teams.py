@@ -126,6 +126,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ratecore.cdrs import CDR_SCHEMA, REFERENCE_SCHEMA
+from ratecore.deck import CURRENCIES
 from ratecore.errors import InputError, Problem
 from ratecore.pricing import CALL_TYPES
 
@@ -479,7 +480,7 @@ def _convert(record, col, names, fmt, tenant_id, file, line, rows: _Columns, pro
             bad(key, why)
             ok = False
     currency = cell("currency").upper() or None
-    if currency is not None and currency not in _currency_codes():
+    if currency is not None and currency not in CURRENCIES:
         bad("currency", f"{cell('currency')!r} is not an ISO 4217 currency code")
         ok = False
 
@@ -543,9 +544,3 @@ def _parse_duration(text: str) -> int | None:
         h, mi, s = m.groups()
         return int(h or 0) * 3600 + int(mi) * 60 + int(s)
     return None
-
-
-def _currency_codes() -> frozenset:
-    from ratecore.deck import _currency_codes as codes
-
-    return codes()
