@@ -240,6 +240,22 @@ def test_audit_filters_by_month_and_tenant(audited, month, tenant):
         assert calls == {} and totals == {}
 
 
+def test_a_rejected_call_rated_by_a_later_run_counts_once(tmp):
+    """Run 1 rejects tenant t2's call (t2 not configured yet); once t2 is added,
+    run 2 rates it: the audit shows the rated call only."""
+    config = write_config(tmp, DECK, tenants=TENANTS[:1])
+    import_teams([write_export(tmp / "x.csv", [call("z", 60, "0.05", UPN="u1@t2.example")])],
+                 "t2", tmp / "cdrs" / "z.parquet")
+    rate(config, [tmp / "cdrs"], tmp / "out")
+    [only] = [r for r in audit(tmp / "out") if r["row_kind"] == "call"]
+    assert (only["status"], only["comparison"]) == ("rejected: unknown_tenant", "rejected")
+    write_config(tmp, DECK, tenants=TENANTS)
+    rate(config, [tmp / "cdrs"], tmp / "out")
+    calls, totals = check_against_recomputation(tmp / "out")
+    assert calls["z"]["status"] == "charged" and calls["z"]["difference"] == D("0.01")
+    assert totals[("total", "t2", "2024-03", "USD")]["calls"] == 1
+
+
 def test_audit_is_empty_without_imported_calls(tmp):
     from conftest import cdr, write_cdrs
 

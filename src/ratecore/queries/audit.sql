@@ -30,7 +30,7 @@
 -- Money stays DECIMAL; sums are exact.
 -- Parameters: $month (YYYY-MM of the start time, or NULL for all),
 -- $tenant (or NULL for all).
-WITH imported AS (
+WITH rated_calls AS (
     SELECT tenant_id, month, usage_id, start_time, user_id, call_type, caller_number,
            callee_number, duration_seconds, status, capability,
            reference_currency                        AS microsoft_currency,
@@ -42,25 +42,36 @@ WITH imported AS (
     WHERE (reference_charge IS NOT NULL OR reference_connection_fee IS NOT NULL
            OR reference_currency IS NOT NULL)
       AND ($month IS NULL OR month = $month) AND ($tenant IS NULL OR tenant_id = $tenant)
-    UNION ALL
-    SELECT tenant_id, month, usage_id, TRY_CAST(start_time AS TIMESTAMPTZ), user_id, call_type,
-           caller_number, callee_number, TRY_CAST(duration_seconds AS BIGINT),
-           'rejected: ' || reason, CAST(NULL AS VARCHAR),
-           NULLIF(upper(trim(reference_currency)), ''),
-           TRY_CAST(NULLIF(trim(reference_connection_fee), '') AS DECIMAL(18, 6)),
-           TRY_CAST(NULLIF(trim(reference_charge), '') AS DECIMAL(18, 6)),
-           CAST(NULL AS VARCHAR), CAST(NULL AS DECIMAL(18, 6))
+),
+rejected_calls AS (
+    SELECT tenant_id, month, usage_id, TRY_CAST(start_time AS TIMESTAMPTZ) AS start_time,
+           user_id, call_type, caller_number, callee_number,
+           TRY_CAST(duration_seconds AS BIGINT) AS duration_seconds,
+           'rejected: ' || reason AS status, CAST(NULL AS VARCHAR) AS capability,
+           NULLIF(upper(trim(reference_currency)), '') AS microsoft_currency,
+           TRY_CAST(NULLIF(trim(reference_connection_fee), '') AS DECIMAL(18, 6))
+                                                     AS microsoft_connection_fee,
+           TRY_CAST(NULLIF(trim(reference_charge), '') AS DECIMAL(18, 6)) AS microsoft_charge,
+           CAST(NULL AS VARCHAR) AS ratecore_currency,
+           CAST(NULL AS DECIMAL(18, 6)) AS ratecore_charge
     FROM rejects
     WHERE reason <> 'duplicate'
       AND (NULLIF(trim(reference_charge), '') IS NOT NULL
            OR NULLIF(trim(reference_connection_fee), '') IS NOT NULL
            OR NULLIF(trim(reference_currency), '') IS NOT NULL)
       AND ($month IS NULL OR month = $month) AND ($tenant IS NULL OR tenant_id = $tenant)
-      AND NOT EXISTS (SELECT 1 FROM rated WHERE rated.usage_id = rejects.usage_id)
     -- a run repeated over the same files rejects the same row again: once each
     QUALIFY row_number() OVER (
         PARTITION BY tenant_id, coalesce(NULLIF(usage_id, ''), file || ':' || row)
         ORDER BY file, row) = 1
+),
+imported AS (
+    SELECT * FROM rated_calls
+    UNION ALL BY NAME
+    -- rated after all (fixed config, run again): the rated row stands. Only
+    -- the imported rated rows are looked at, never all of rated.
+    SELECT * FROM rejected_calls
+    WHERE NOT EXISTS (SELECT 1 FROM rated_calls WHERE rated_calls.usage_id = rejected_calls.usage_id)
 ),
 calls AS (
     SELECT *,
