@@ -256,9 +256,8 @@ def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -
             out[f.name] = fields.micro_to_decimal(np.where(bad, 0, micro), empty | bad)
         else:
             raise CdrFileError(f"{path}: column '{f.name}' holds {arr.type}; money must be "
-                               "decimal or text, never a float")
+                               "decimal or text (a float is never read as money)")
     return out
-
 
 
 def read_cdrs(paths) -> Iterator[CdrBatch]:
