@@ -165,6 +165,7 @@ def connect(data_dir, candidate_dir=None) -> duckdb.DuckDBPyConnection:
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     schemas = dataset_schemas()
     for prefix, directory in (("", data_dir), ("candidate_", candidate_dir)):
         if directory is None:

@@ -23,10 +23,10 @@
 -- tenant none of whose calls matched a deck row).
 -- Parameters: $month (YYYY-MM or NULL for every month), $tenant (or NULL).
 WITH
-entries AS (
+entries AS NOT MATERIALIZED (
     SELECT * FROM ledger WHERE $tenant IS NULL OR tenant_id = $tenant
 ),
-calls AS (
+calls AS NOT MATERIALIZED (
     SELECT * FROM rated WHERE $tenant IS NULL OR tenant_id = $tenant
 ),
 months AS (

@@ -12,7 +12,7 @@
 -- currency is the tenant's currency as its rated calls show it.
 -- Parameters: $date (DATE), $days (INTEGER), $month (YYYY-MM or NULL), $tenant.
 WITH
-entries AS (
+entries AS NOT MATERIALIZED (
     SELECT * FROM ledger WHERE $tenant IS NULL OR tenant_id = $tenant
 ),
 currencies AS (

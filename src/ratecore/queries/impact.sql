@@ -14,12 +14,12 @@
 -- truncated to hundredths. Sorted by section, then by |delta|, largest first.
 -- Parameters: $month (YYYY-MM of the start time, or NULL), $tenant.
 WITH
-cur AS (
+cur AS NOT MATERIALIZED (
     SELECT usage_id, tenant_id, currency, country, destination, status, charge
     FROM rated
     WHERE ($month IS NULL OR month = $month) AND ($tenant IS NULL OR tenant_id = $tenant)
 ),
-cand AS (
+cand AS NOT MATERIALIZED (
     SELECT usage_id, tenant_id, currency, country, destination, status, charge
     FROM candidate_rated
     WHERE ($month IS NULL OR month = $month) AND ($tenant IS NULL OR tenant_id = $tenant)
@@ -51,7 +51,11 @@ changed AS (
            count(c.usage_id) AS current_calls, count(n.usage_id) AS candidate_calls,
            coalesce(sum(c.charge), 0) AS current_revenue,
            coalesce(sum(n.charge), 0) AS candidate_revenue
-    FROM cur AS c FULL JOIN cand AS n USING (usage_id)
+    -- free and zero_duration are decided before any deck row is looked up
+    -- (SPEC §4), so neither side can change them: leave them out of the join
+    FROM (SELECT * FROM cur WHERE status NOT IN ('free', 'zero_duration')) AS c
+    FULL JOIN (SELECT * FROM cand WHERE status NOT IN ('free', 'zero_duration')) AS n
+        USING (usage_id)
     WHERE c.status IS DISTINCT FROM n.status
     GROUP BY ALL
 ),

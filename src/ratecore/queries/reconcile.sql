@@ -28,10 +28,10 @@
 -- Parameters: $month (YYYY-MM: month-scoped checks keep that month; the
 -- all-months ones are unchanged), $tenant.
 WITH
-entries AS (
+entries AS NOT MATERIALIZED (
     SELECT * FROM ledger WHERE $tenant IS NULL OR tenant_id = $tenant
 ),
-calls AS (
+calls AS NOT MATERIALIZED (
     SELECT * FROM rated WHERE $tenant IS NULL OR tenant_id = $tenant
 ),
 month_sums AS (
