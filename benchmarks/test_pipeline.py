@@ -29,32 +29,41 @@ def config(sample):
 
 def pipeline(cfg, plan, cdrs: pa.Table, threads: int = 1) -> dict[str, int]:
     """Price and bill `cdrs`; total credit charge per currency (micro-units)."""
-    out = pricing.allocate(BATCH)
-    keep, parts = [], []
+    n = cdrs.num_rows
+    full = pricing.allocate(n)
+    tenant = np.empty(n, np.int32)
+    start = np.empty(n, np.int64)
+    at = 0
     for b in cdrs.to_batches(max_chunksize=BATCH):
-        trow = cfg.tenants.lookup(b.column("tenant_id"))
-        p = pricing.price(
+        lo, hi = at, at + b.num_rows
+        at = hi
+        tenant[lo:hi] = cfg.tenants.lookup(b.column("tenant_id"))
+        start[lo:hi] = pricing.int64_values(b.column("start_time"))
+        pricing.price(
             cfg.book, call_type=pricing.call_type_codes(b.column("call_type")),
             tollfree=pricing.tollfree_flags(b.column("number_type")),
-            deck=cfg.tenants.deck_index[trow], caller=b.column("caller_number"),
+            deck=cfg.tenants.deck_index[tenant[lo:hi]], caller=b.column("caller_number"),
             callee=b.column("callee_number"), start=b.column("start_time"),
-            duration=b.column("duration_seconds"), out=out)
-        ok = p.status >= 0
-        keep.append(ok)
-        parts.append((trow[ok].astype(np.int32), p.status[ok], p.service[ok], p.row[ok],
-                      p.billable[ok], pricing.int64_values(b.column("start_time"))[ok]))
-    ok = pa.array(np.concatenate(keep))
-    calls = billing.Calls(
-        tenant=np.concatenate([x[0] for x in parts]),
-        user_id=cdrs.column("user_id").filter(ok).combine_chunks(),
-        usage_id=cdrs.column("usage_id").filter(ok).combine_chunks(),
-        start=np.concatenate([x[5] for x in parts]), status=np.concatenate([x[1] for x in parts]),
-        service=np.concatenate([x[2] for x in parts]), row=np.concatenate([x[3] for x in parts]),
-        billable=np.concatenate([x[4] for x in parts]))
+            duration=b.column("duration_seconds"),
+            out=pricing.Priced(*(a[lo:hi] for a in (full.status, full.service, full.row,
+                                                    full.billable, full.charge))))
+    user_id, usage_id = cdrs.column("user_id"), cdrs.column("usage_id")
+    ok = full.status >= 0
+    if not ok.all():     # kernel rejects (bad numbers): rare, so filter only then
+        keep = pa.array(ok)
+        user_id, usage_id = user_id.filter(keep), usage_id.filter(keep)
+        full = pricing.Priced(*(a[ok] for a in (full.status, full.service, full.row,
+                                                full.billable, full.charge)))
+        tenant, start = tenant[ok], start[ok]
+    calls = billing.Calls(tenant=tenant, user_id=user_id, usage_id=usage_id, start=start,
+                          status=full.status, service=full.service, row=full.row,
+                          billable=full.billable)
     billed = billing.bill(cfg, plan, billing.BillingState(), calls, threads=threads)
-    currency = np.array([cfg.book.decks[d].currency for d in
-                         cfg.tenants.table.column("deck").to_pylist()])[calls.tenant]
-    return {c: int(billed.charge[currency == c].sum()) for c in sorted(set(currency))}
+    decks = cfg.tenants.table.column("deck").to_pylist()
+    currencies = sorted({cfg.book.decks[d].currency for d in decks})
+    code = np.array([currencies.index(cfg.book.decks[d].currency) for d in decks],
+                    np.int8)[calls.tenant]
+    return {c: int(billed.charge[code == k].sum()) for k, c in enumerate(currencies)}
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -633,33 +633,25 @@ POOL_SCHEMA = pa.schema([
     ("size_seconds", pa.int64()), ("used_seconds", pa.int64())])
 
 
-def _take(values: list, idx: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+def _take(values, idx: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
     """values[idx] as strings; null where `mask`."""
-    if not values:
-        values = [None]
-    arr = pa.array(values, pa.string()).take(pa.array(np.where(mask, 0, idx) if mask is not None
-                                                       else idx))
-    return arr if mask is None else pc.if_else(pa.array(mask), pa.nulls(len(arr), pa.string()), arr)
+    if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = pa.array(list(values) or [None], pa.string())
+    if isinstance(values, pa.ChunkedArray) and values.num_chunks == 1:
+        values = values.chunk(0)
+    return pc.take(values, pa.array(idx, mask=mask)).cast(pa.string())
 
 
 def _ledger_table(plan, cfg, calls, led) -> pa.Table:
-    n = len(led.tenant)
     kind = led.kind.astype(np.int64)
-    is_fund = kind == 0
-    is_debit = kind == 3
-    refs = cfg.funds.reference
-    reference = pa.array([refs[int(r)] if f else None for r, f in zip(led.ref, is_fund)],
-                         pa.string()) if n else pa.array([], pa.string())
-    usage = calls.usage_id.take(pa.array(np.where(is_debit, led.ref, 0))) if n and len(calls) \
-        else pa.nulls(n, pa.string())
-    usage = pc.if_else(pa.array(is_debit), usage, pa.nulls(n, pa.string())) if n else usage
     return pa.table({
         "tenant_id": _take(plan.tenant_ids, led.tenant), "seq": pa.array(led.seq),
-        "time": pa.array(led.time, TIME), "kind": _take(list(LEDGER_KINDS), kind),
+        "time": pa.array(led.time, TIME), "kind": _take(LEDGER_KINDS, kind),
         "lot_id": pa.array(led.lot, mask=led.lot == 0),
         "amount": fields.micro_to_decimal(led.amount),
         "balance_after": fields.micro_to_decimal(led.balance),
-        "reference": reference, "usage_id": pa.array(usage, pa.string())}, schema=LEDGER_SCHEMA)
+        "reference": _take(cfg.funds.reference, led.ref, kind != 0),
+        "usage_id": _take(calls.usage_id, led.ref, kind != 3)}, schema=LEDGER_SCHEMA)
 
 
 def _notes_table(plan, notes) -> pa.Table:
