@@ -449,17 +449,35 @@ def _cell(value) -> str:
 
 def print_table(table: pa.Table, console, title: str | None = None,
                 limit: int = TABLE_ROWS) -> None:
-    """A readable rich table of the first `limit` rows; numbers right-aligned."""
+    """A readable rich table of the first `limit` rows, numbers right-aligned.
+    A table wider than the console is printed one record per block (field,
+    value), like psql's expanded display, instead of squeezing its columns."""
+    from rich.measure import Measurement
     from rich.table import Table
 
+    def numeric(t):
+        return pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_floating(t)
+
+    shown = table.slice(0, limit).to_pylist()
     t = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
     for field in table.schema:
-        numeric = pa.types.is_integer(field.type) or pa.types.is_decimal(field.type) \
-            or pa.types.is_floating(field.type)
-        t.add_column(field.name, justify="right" if numeric else "left")
-    for row in table.slice(0, limit).to_pylist():
+        t.add_column(field.name, justify="right" if numeric(field.type) else "left")
+    for row in shown:
         t.add_row(*[_cell(v) for v in row.values()])
-    console.print(t)
+    wide = Measurement.get(console, console.options.update(max_width=100_000), t).maximum
+    if wide <= console.width or not shown:
+        console.print(t)
+    else:
+        if title:
+            console.print(f"[bold]{title}[/]")
+        for i, row in enumerate(shown, 1):
+            block = Table(title=f"record {i}", title_justify="left", show_header=False,
+                          show_edge=False, pad_edge=False, box=None)
+            block.add_column(style="bold", no_wrap=True)
+            block.add_column()
+            for name, value in row.items():
+                block.add_row(name, _cell(value))
+            console.print(block)
     if table.num_rows > limit:
         console.print(f"… {table.num_rows - limit:,} more rows of {table.num_rows:,}: "
                       "use --format csv, parquet or xlsx with --output for all of them")
