@@ -747,3 +747,12 @@ def test_every_report_is_shipped_and_binds_known_parameters():
     assert {"usage", "pools", "billing", "expiry", "reconcile", "impact"} <= set(names)
     for name in names:
         assert set(reports.parameters_of(reports.report_sql(name))) <= set(reports.PARAMETERS)
+
+
+def test_table_format_wider_than_the_console_prints_records(table):
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=40)
+    reports.print_table(table, console, title="t")
+    text = console.file.getvalue()
+    assert text.count("record ") == 4 and "123,456,789,012.123456" in text
