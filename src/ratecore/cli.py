@@ -113,13 +113,15 @@ def generate(out_dir, tenants, cdrs, days, seed):
 @main.command()
 @click.option("--config", "config_dir", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--cdrs", "cdr_paths", required=True, multiple=True,
+@click.option("--cdrs", "cdr_paths", multiple=True,
               type=click.Path(exists=True, path_type=Path),
               help="CDR file or directory; repeat for more.")
 @click.argument("more_cdrs", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--as-of", "as_of", default=None, help="Advance tenants to this time (UTC).")
-@click.option("--rerate", default=None, metavar="YYYY-MM", help="Re-rate one month.")
+@click.option("--rerate", default=None, metavar="YYYY-MM",
+              help="Re-rate this month and the later ones from the state saved at its "
+                   "opening: the CDRs already rated, plus new ones in --cdrs.")
 @click.option("--strict", is_flag=True, help="Fail (exit 2, publish nothing) on any reject.")
 @click.option("--deck", "deck_file", default=None,
               type=click.Path(exists=True, path_type=Path),
@@ -129,11 +131,16 @@ def rate(config_dir, cdr_paths, more_cdrs, out_dir, as_of, rerate, strict, deck_
     """Rate CDRs against a config directory into OUT (rated/, rejects/)."""
     from ratecore import run
 
-    if rerate:
-        raise InputError("--rerate is not implemented yet: re-rate a month by rating its "
-                         "CDRs into a fresh --out")
     paths = list(cdr_paths) + list(more_cdrs)
     stop = run.parse_as_of(as_of) if as_of else None
+    if rerate:
+        with progress_bar(f"re-rating {rerate}", None) as bar:
+            summary = run.rerate(config_dir, out_dir, rerate, paths, deck_file=deck_file,
+                                 strict=strict, as_of=stop, threads=threads, progress=bar)
+        print_summary(summary, title=f"Re-rate of {rerate} and later months")
+        return
+    if not paths:
+        raise click.UsageError("Missing option '--cdrs' (or --rerate YYYY-MM).")
     with progress_bar("rating", _count_rows(paths)) as bar:
         summary = run.rate(config_dir, paths, out_dir, deck_file=deck_file, strict=strict,
                            as_of=stop, threads=threads, progress=bar)

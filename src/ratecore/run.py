@@ -16,6 +16,7 @@ larger than memory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -29,11 +30,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ratecore import billing, fields, outputs, pricing
-from ratecore.cdrs import CDR_COLUMNS, CdrBatch, read_cdrs
+from ratecore.cdrs import CDR_COLUMNS, CdrBatch, cdr_files, read_cdrs
 from ratecore.config import load_config
 from ratecore.deck import RateBook
 from ratecore.errors import InputError
-from ratecore.state import JOURNAL, STATE_DIR, publish, read_state, recover, write_state
+from ratecore.state import (JOURNAL, MONTHS_DIR, STATE_DIR, publish, read_state, read_state_dir,
+                            recover, write_state)
 
 
 @dataclass
@@ -106,12 +108,15 @@ def _duplicates(parts: list[_Part]) -> list[np.ndarray]:
     return masks
 
 
-def _rated_ids(out_dir: Path) -> pa.Array:
-    """usage_id of every CDR rated by earlier runs."""
+def _rated_ids(out_dir: Path, files=None) -> pa.Array:
+    """usage_id of every CDR rated by earlier runs (or in `files` of rated/)."""
     rated = out_dir / "rated"
-    if not rated.exists():
+    if files is None and not rated.exists():
         return pa.array([], pa.string())
-    table = ds.dataset(rated, format="parquet", partitioning="hive").to_table(
+    if files is not None and not files:
+        return pa.array([], pa.string())
+    source = rated if files is None else [str(f) for f in files]
+    table = ds.dataset(source, format="parquet", partitioning="hive").to_table(
         columns=["usage_id"])
     return table.column("usage_id").combine_chunks().cast(pa.string())
 
@@ -159,13 +164,102 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
     out_dir = Path(out_dir)
     recover(out_dir)
     cfg = load_config(config_dir, deck_file)
-    book, tenants = cfg.book, cfg.tenants
     state, runs = read_state(out_dir)
-    seen = _rated_ids(out_dir)
+    return _run(cfg, state, runs, cdr_paths, out_dir, seen=_rated_ids(out_dir), strict=strict,
+                as_of=as_of, threads=threads, progress=progress, t0=t0)
+
+
+def rerate(config_dir, out_dir, month: str, cdr_paths=(), *, deck_file=None,
+           strict: bool = False, as_of: int | None = None, threads: int = 2,
+           progress=None) -> RunSummary:
+    """Re-rate one month (SPEC §8): replay every CDR rated in `month` and
+    the months after it, in time order, from the state saved at the
+    month's opening, and replace those months' rated records, ledger,
+    notifications and pools (rejects stay; new ones are added).
+
+    The CDRs are the input columns kept in ``rated/``; the config (decks,
+    licenses, funds …) is read afresh, so a corrected config takes effect.
+    CDR files given too join the replay with the rows not rated yet (CDRs
+    that arrived late; one starting before `month` is billed as ``late`` at
+    the month's opening); their rows already rated are the ones replayed
+    from ``rated/`` and are skipped. Tenants end at the as-of time the last
+    run reached, or `as_of` if later.
+
+    Raises
+    ------
+    InputError
+        `month` is not YYYY-MM, no run saved the state at its opening, or a
+        later run billed late CDRs of an earlier month after that opening
+        (their month must be re-rated instead, else they would be billed twice).
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    recover(out_dir)
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month or ""):
+        raise InputError(f"--rerate: {month!r} is not a month (YYYY-MM)")
+    cfg = load_config(config_dir, deck_file)
+    state, runs = read_state(out_dir)
+    snap_dir = out_dir / STATE_DIR / MONTHS_DIR / month
+    if not (snap_dir / "meta.json").exists():
+        raise InputError(f"--rerate {month}: {out_dir} holds no state saved at the opening of "
+                         f"{month} (only months whose opening a run passed can be re-rated)")
+    snapshot, snap_run = read_state_dir(snap_dir)
+    later, earlier = [], []
+    rated = out_dir / "rated"
+    for part in sorted(rated.glob("month=*")) if rated.exists() else []:
+        (later if part.name[len("month="):] >= month else earlier).extend(
+            sorted(part.glob("*.parquet")))
+    billed_later = [f for f in earlier if _run_of(f) > snap_run]
+    if billed_later:
+        raise InputError(
+            f"--rerate {month}: {billed_later[0]} holds CDRs of an earlier month rated by a "
+            f"run after {month} opened (late CDRs); re-rate from "
+            f"{billed_later[0].parent.name[len('month='):]} instead")
+    seen = _rated_ids(out_dir, files=earlier)
+    removes = [str(f.relative_to(out_dir)) for f in later]
+    for name in ("ledger", "notifications", "pools"):
+        for part in sorted((out_dir / name).glob("month=*")):
+            if part.name[len("month="):] >= month:
+                removes += [str(f.relative_to(out_dir)) for f in sorted(part.glob("*.parquet"))]
+    for part in sorted((out_dir / STATE_DIR / MONTHS_DIR).glob("*")):
+        if part.name > month:
+            removes += [str(f.relative_to(out_dir)) for f in sorted(part.glob("*"))]
+    new = cdr_files(cdr_paths) if cdr_paths else []
+    return _run(cfg, snapshot, runs, later + new, out_dir, seen=seen, strict=strict,
+                as_of=max(state.as_of, as_of) if as_of is not None else state.as_of,
+                threads=threads, progress=progress, t0=t0, removes=removes,
+                replace_from=month, skip=(set(map(str, new)), _rated_ids(out_dir)))
+
+
+def _without(batch: CdrBatch, drop: np.ndarray) -> CdrBatch:
+    if not drop.any():
+        return batch
+    keep = ~drop
+    mask = pa.array(keep)
+    return CdrBatch(batch.file, batch.rows[keep], batch.cdrs.filter(mask), batch.raw.filter(mask),
+                    batch.reason[keep], batch.message[keep])
+
+
+def _run_of(path: Path) -> int:
+    """The run number in a rated file's name (``rNNNNNN-…``); 0 if none."""
+    m = re.match(r"r(\d+)", path.name)
+    return int(m.group(1)) if m else 0
+
+
+def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of, threads,
+         progress, t0, removes=(), replace_from=None, skip=None) -> RunSummary:
+    """Price and bill `cdr_paths` from `state`, stage every output and publish.
+
+    `skip` is (files, usage_ids): rows of those files with those ids are left
+    out without a reject (a re-rate replays them from rated/)."""
+    book, tenants = cfg.book, cfg.tenants
     summary = RunSummary(out_dir)
     parts: list[_Part] = []
     rejects: list[pa.Table] = []
     for batch in read_cdrs(cdr_paths):
+        if skip and batch.file in skip[0] and len(skip[1]):
+            batch = _without(batch, fields.to_mask(
+                pc.is_in(batch.cdrs.column("usage_id"), skip[1])))
         priced, tenant_row = _price_batch(batch, book, tenants, threads)
         if len(seen):
             batch.reject(fields.to_mask(pc.is_in(batch.cdrs.column("usage_id"), seen)),
@@ -206,7 +300,8 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
             f"{first['file']} row {first['row']}: {first['message']}")
 
     plan = billing.compile_plan(cfg)
-    billed = billing.bill(cfg, plan, state, _calls(parts), as_of=as_of, threads=threads)
+    billed, snapshots = billing.bill_months(cfg, plan, state, _calls(parts), as_of=as_of,
+                                            threads=threads)
     summary.as_of = billed.as_of
     runs += 1
     staging = out_dir / f".staging-{os.getpid()}-{time.time_ns()}"
@@ -235,9 +330,11 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
                                        staging / name, tag)
         summary.ledger.update(billed.ledger.column("kind").to_pylist())
         summary.notifications.update(billed.notifications.column("kind").to_pylist())
-        _stage_pools(billed.pools, out_dir, staging)
+        _stage_pools(billed.pools, out_dir, staging, replace_from)
         write_state(state, staging / STATE_DIR, runs)
-        publish(staging, out_dir)
+        for m, snap in snapshots.items():
+            write_state(snap, staging / STATE_DIR / MONTHS_DIR / billing.month_text(m), runs)
+        publish(staging, out_dir, removes=removes)
     finally:
         # once the journal names the staging directory, only recover() may remove it
         if not (out_dir / JOURNAL).exists():
@@ -301,15 +398,16 @@ def _count(summary: RunSummary, rated: pa.Table) -> None:
             summary.charge_micro[cur] += int(total.scaleb(6))
 
 
-def _stage_pools(pools: pa.Table, out_dir: Path, staging: Path) -> None:
+def _stage_pools(pools: pa.Table, out_dir: Path, staging: Path, replace_from=None) -> None:
     """pools/month=M/pools.parquet for each month the run touched: the
-    published rows of that month, updated with this run's."""
+    published rows of that month updated with this run's (replaced by them
+    from month `replace_from` on, for a re-rate)."""
     months = pools.column("month")
     for month in sorted(set(months.to_pylist())):
         new = pools.filter(pc.equal(months, month))
         path = Path("pools") / f"month={month}" / "pools.parquet"
         old_path = out_dir / path
-        if old_path.exists():
+        if old_path.exists() and not (replace_from and month >= replace_from):
             old = pq.read_table(old_path, schema=billing.POOL_SCHEMA)
             key = lambda t: pc.binary_join_element_wise(
                 t.column("tenant_id"), t.column("pool"), "\x1f")

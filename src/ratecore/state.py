@@ -28,6 +28,8 @@ import pyarrow.parquet as pq
 from ratecore.billing import TENANT_FIELDS, BillingState
 
 STATE_DIR = "state"
+#: state/months/YYYY-MM/: the state at each month's opening, for --rerate
+MONTHS_DIR = "months"
 JOURNAL = ".journal.json"
 FORMAT = 1
 
@@ -90,7 +92,11 @@ def write_state(state: BillingState, directory: Path, runs: int) -> None:
 
 def read_state(out_dir: Path) -> tuple[BillingState, int]:
     """(state, number of runs so far) of an output directory; empty if none."""
-    directory = Path(out_dir) / STATE_DIR
+    return read_state_dir(Path(out_dir) / STATE_DIR)
+
+
+def read_state_dir(directory: Path) -> tuple[BillingState, int]:
+    """(state, number of the run that wrote it) of a state directory."""
     meta_path = directory / "meta.json"
     if not meta_path.exists():
         return BillingState(), 0
@@ -122,13 +128,16 @@ def staged_files(staging: Path) -> list[str]:
     return sorted(files, key=lambda f: f.startswith(STATE_DIR + os.sep))
 
 
-def publish(staging: Path, out_dir: Path) -> None:
-    """Move everything staged into `out_dir`, all or (after a crash) later."""
+def publish(staging: Path, out_dir: Path, removes=()) -> None:
+    """Move everything staged into `out_dir` and delete the published files
+    `removes` (relative paths) it replaces, all or (after a crash) later."""
     moves = staged_files(staging)
+    moved = set(moves)
     journal = out_dir / JOURNAL
     tmp = out_dir / (JOURNAL + ".tmp")
     with open(tmp, "w") as fh:
-        json.dump({"staging": staging.name, "moves": moves}, fh)
+        json.dump({"staging": staging.name, "moves": moves,
+                   "removes": [r for r in removes if r not in moved]}, fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, journal)
@@ -142,6 +151,8 @@ def recover(out_dir: Path) -> None:
     if journal.exists():
         plan = json.loads(journal.read_text())
         staging = out_dir / plan["staging"]
+        for rel in plan.get("removes", []):
+            (out_dir / rel).unlink(missing_ok=True)
         for rel in plan["moves"]:
             src, dst = staging / rel, out_dir / rel
             if src.exists():
