@@ -21,8 +21,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import (cdr, deck_row, fund_row, license_row, tenant_row, write_billing_files,
-                      write_cdrs, write_csv, write_deck)
+from conftest import (
+    cdr,
+    deck_row,
+    fund_row,
+    license_row,
+    tenant_row,
+    write_billing_files,
+    write_cdrs,
+    write_csv,
+    write_deck,
+)
 
 from ratecore import reports, run
 from ratecore.cli import main
