@@ -323,16 +323,18 @@ def _unapplied(keys: list, applied: Counter) -> np.ndarray:
 
 @dataclass
 class Calls:
-    """One run's priced, accepted calls (any order)."""
+    """One run's priced, accepted calls (any order). ``payer`` may be given
+    instead of ``user_id`` (see :meth:`Plan.payers`)."""
 
     tenant: np.ndarray     # int32 row in Tenants.ids
-    user_id: pa.Array
+    user_id: pa.Array | None
     usage_id: pa.Array
     start: np.ndarray      # int64 µs
     service: np.ndarray    # int8
     status: np.ndarray     # int8 (pricing status)
     row: np.ndarray        # int32
     billable: np.ndarray   # int32
+    payer: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.tenant)
@@ -508,7 +510,8 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
     card_i = _unapplied(ck, state.applied_cards)
     card_i = card_i[cfg.card_updates.updated_at[card_i] <= run_as_of] if len(card_i) else card_i
     n_c, n_f = len(calls), len(fund_i)
-    payer = plan.payers(calls.tenant, calls.user_id) if n_c else np.zeros(0, np.int32)
+    payer = calls.payer if calls.payer is not None else (
+        plan.payers(calls.tenant, calls.user_id) if n_c else np.zeros(0, np.int32))
     recs, call_lo = _group_calls(calls, payer, n_t)
     ev_time, ev_kind, ev_ref, ev_lo = _other_events(cfg, fund_i, card_i, n_t, point, run_as_of)
     late = (starts < point[calls.tenant]) if n_c else np.zeros(0, bool)
@@ -627,10 +630,13 @@ def month_openings(lo: int, hi: int) -> list:
 
 
 def _calls_subset(calls: Calls, idx: np.ndarray) -> Calls:
-    return Calls(tenant=calls.tenant[idx], user_id=pc.take(calls.user_id, pa.array(idx)),
-                 usage_id=pc.take(calls.usage_id, pa.array(idx)), start=calls.start[idx],
+    at = pa.array(idx)
+    return Calls(tenant=calls.tenant[idx],
+                 user_id=None if calls.user_id is None else pc.take(calls.user_id, at),
+                 usage_id=pc.take(calls.usage_id, at), start=calls.start[idx],
                  service=calls.service[idx], status=calls.status[idx], row=calls.row[idx],
-                 billable=calls.billable[idx])
+                 billable=calls.billable[idx],
+                 payer=None if calls.payer is None else calls.payer[idx])
 
 
 def bill_months(cfg, plan: Plan, state: BillingState, calls: Calls, *,

@@ -8,9 +8,13 @@ earlier run, or by an earlier row of this one, is rejected as
 through a journal (:mod:`ratecore.state`), so a failed, refused or killed
 run leaves the previous outputs and state as they were.
 
-Memory: the run keeps its accepted CDRs (as Arrow) and a few dozen bytes of
-billing columns per CDR until it publishes; it does not yet stream a run
-larger than memory.
+Memory: each batch's accepted CDRs (their text columns, most of a CDR's
+size) are spilled to an Arrow file under ``OUT/.spill-*`` as soon as they
+are priced, and memory-mapped back batch by batch when rated records are
+written; what stays in memory is the billing columns of every CDR (about
+300 bytes per CDR at the peak of the billing pass, measured). That still
+grows with the run: a run larger than memory would need the calls sorted
+by tenant and time outside memory, which is not done.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from ratecore.cdrs import CDR_COLUMNS, CdrBatch, cdr_files, read_cdrs
 from ratecore.config import load_config
 from ratecore.deck import RateBook
 from ratecore.errors import InputError
-from ratecore.state import (JOURNAL, MONTHS_DIR, STATE_DIR, publish, read_state, read_state_dir,
+from ratecore.state import (JOURNAL, MONTHS_DIR, SPILL, STATE_DIR, publish, read_state, read_state_dir,
                             recover, write_state)
 
 
@@ -57,11 +61,45 @@ class RunSummary:
 
 @dataclass
 class _Part:
-    cdrs: pa.Table            # accepted CDRs of one batch
+    """The accepted CDRs of one batch: their input columns spilled to an
+    Arrow file (read back, memory-mapped, when rated records are written),
+    what billing needs kept in memory."""
+
+    spill: Path               # Arrow IPC file of the accepted CDRs as read
+    keep: np.ndarray | None   # rows of `spill` still accepted (None: all)
+    usage_id: pa.Array
+    payer: np.ndarray         # int32 payer of each CDR (-1 none)
+    start: np.ndarray         # int64 µs
     priced: pricing.Priced    # their pricing
     tenant: np.ndarray        # int32 tenant rows
     file: str
     rows: np.ndarray
+
+    def cdrs(self) -> pa.Table:
+        table = pa.ipc.open_file(pa.memory_map(str(self.spill))).read_all()
+        return table if self.keep is None else table.filter(pa.array(self.keep))
+
+    def drop(self, mask: np.ndarray) -> None:
+        keep = ~mask
+        self.keep = keep if self.keep is None else _set_where(self.keep, keep)
+        self.usage_id = self.usage_id.filter(pa.array(keep))
+        idx = np.flatnonzero(keep)
+        self.priced = _subset(self.priced, idx)
+        self.payer, self.start = self.payer[idx], self.start[idx]
+        self.tenant, self.rows = self.tenant[idx], self.rows[idx]
+
+
+def _set_where(keep: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    """`keep` with its True entries narrowed by `sub` (one entry per True)."""
+    out = keep.copy()
+    out[np.flatnonzero(keep)] = sub
+    return out
+
+
+def _spill(table: pa.Table, path: Path) -> Path:
+    with pa.ipc.new_file(str(path), table.schema) as writer:
+        writer.write_table(table)
+    return path
 
 
 def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int):
@@ -90,11 +128,10 @@ def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int):
 
 def _duplicates(parts: list[_Part]) -> list[np.ndarray]:
     """Per part, the mask of rows whose usage_id an earlier row already has."""
-    masks = [np.zeros(p.cdrs.num_rows, dtype=bool) for p in parts]
+    masks = [np.zeros(len(p.usage_id), dtype=bool) for p in parts]
     if not parts:
         return masks
-    uid = pa.chunked_array([p.cdrs.column("usage_id").combine_chunks() for p in parts],
-                           pa.string())
+    uid = pa.chunked_array([p.usage_id for p in parts], pa.string())
     if pc.count_distinct(uid).as_py() == len(uid):
         return masks
     ids = pa.table({"u": uid, "i": pa.array(np.arange(len(uid), dtype=np.int64))})
@@ -103,8 +140,8 @@ def _duplicates(parts: list[_Part]) -> list[np.ndarray]:
     first_pos[np.asarray(first.column("i_min"))] = True
     start = 0
     for k, p in enumerate(parts):
-        masks[k] = ~first_pos[start: start + p.cdrs.num_rows]
-        start += p.cdrs.num_rows
+        masks[k] = ~first_pos[start: start + len(p.usage_id)]
+        start += len(p.usage_id)
     return masks
 
 
@@ -254,8 +291,23 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
     out without a reject (a re-rate replays them from rated/)."""
     book, tenants = cfg.book, cfg.tenants
     summary = RunSummary(out_dir)
+    plan = billing.compile_plan(cfg)
     parts: list[_Part] = []
     rejects: list[pa.Table] = []
+    spill_dir = out_dir / f"{SPILL}{os.getpid()}-{time.time_ns()}"
+    try:
+        spill_dir.mkdir(parents=True)
+        return _run_spilled(cfg, plan, state, runs, cdr_paths, out_dir, spill_dir, summary,
+                            parts, rejects, seen=seen, strict=strict, as_of=as_of,
+                            threads=threads, progress=progress, t0=t0, removes=removes,
+                            replace_from=replace_from, skip=skip)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+
+
+def _run_spilled(cfg, plan, state, runs, cdr_paths, out_dir, spill_dir, summary, parts, rejects,
+                 *, seen, strict, as_of, threads, progress, t0, removes, replace_from, skip):
+    book, tenants = cfg.book, cfg.tenants
     for batch in read_cdrs(cdr_paths):
         if skip and batch.file in skip[0] and len(skip[1]):
             batch = _without(batch, fields.to_mask(
@@ -272,8 +324,15 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                 batch.file, batch.rows[bad], batch.raw.filter(pa.array(bad)),
                 batch.reason[bad], batch.message[bad]))
         idx = np.flatnonzero(ok)
-        parts.append(_Part(batch.cdrs.filter(pa.array(ok)), _subset(priced, idx),
-                           tenant_row[idx].astype(np.int32), batch.file, batch.rows[idx]))
+        accepted = batch.cdrs.filter(pa.array(ok))
+        tenant = tenant_row[idx].astype(np.int32)
+        parts.append(_Part(
+            _spill(accepted, spill_dir / f"{len(parts):05d}.arrow"), None,
+            accepted.column("usage_id").combine_chunks(),
+            plan.payers(tenant, accepted.column("user_id")),
+            pricing.int64_values(accepted.column("start_time")), _subset(priced, idx),
+            tenant, batch.file, batch.rows[idx]))
+        del batch, accepted
         if progress:
             progress(len(ok))
 
@@ -281,14 +340,10 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
         if dup.any():
             n = int(dup.sum())
             rejects.append(outputs.rejects_table(
-                part.file, part.rows[dup], _raw_of_cdrs(part.cdrs.filter(pa.array(dup))),
+                part.file, part.rows[dup], _raw_of_cdrs(part.cdrs().filter(pa.array(dup))),
                 np.array(["duplicate"] * n, dtype=object),
                 np.array(["column 'usage_id': already rated in this run"] * n, dtype=object)))
-            keep = ~dup
-            part.cdrs = part.cdrs.filter(pa.array(keep))
-            part.priced = _subset(part.priced, np.flatnonzero(keep))
-            part.tenant = part.tenant[keep]
-            part.rows = part.rows[keep]
+            part.drop(dup)
 
     for r in rejects:
         summary.reasons.update(r.column("reason").to_pylist())
@@ -299,7 +354,6 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
             f"--strict: {summary.rejected} CDR(s) rejected, nothing published; first: "
             f"{first['file']} row {first['row']}: {first['message']}")
 
-    plan = billing.compile_plan(cfg)
     billed, snapshots = billing.bill_months(cfg, plan, state, _calls(parts), as_of=as_of,
                                             threads=threads)
     summary.as_of = billed.as_of
@@ -309,8 +363,8 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
     try:
         start = 0
         for k, part in enumerate(parts):
-            n = part.cdrs.num_rows
-            rated = outputs.rated_table(part.cdrs, part.priced, book,
+            n = len(part.tenant)
+            rated = outputs.rated_table(part.cdrs(), part.priced, book,
                                         _slice(billed, start, start + n), plan)
             start += n
             if n:
@@ -364,17 +418,13 @@ def _calls(parts: list[_Part]) -> billing.Calls:
         return np.concatenate([get(p) for p in parts]).astype(dtype) if parts \
             else np.zeros(0, dtype)
 
-    def col(name):
-        return pa.chunked_array([c for p in parts for c in p.cdrs.column(name).chunks],
-                                pa.string()).combine_chunks()
-
     return billing.Calls(
-        tenant=cat(lambda p: p.tenant, np.int32), user_id=col("user_id"),
-        usage_id=col("usage_id"),
-        start=cat(lambda p: pricing.int64_values(p.cdrs.column("start_time")), np.int64),
-        service=cat(lambda p: p.priced.service, np.int8),
+        tenant=cat(lambda p: p.tenant, np.int32), user_id=None,
+        usage_id=pa.chunked_array([p.usage_id for p in parts], pa.string()).combine_chunks(),
+        start=cat(lambda p: p.start, np.int64), service=cat(lambda p: p.priced.service, np.int8),
         status=cat(lambda p: p.priced.status, np.int8), row=cat(lambda p: p.priced.row, np.int32),
-        billable=cat(lambda p: p.priced.billable, np.int32))
+        billable=cat(lambda p: p.priced.billable, np.int32),
+        payer=cat(lambda p: p.payer, np.int32))
 
 
 def _slice(b: billing.Billed, lo: int, hi: int) -> billing.Billed:

@@ -30,6 +30,8 @@ from ratecore.billing import TENANT_FIELDS, BillingState
 STATE_DIR = "state"
 #: state/months/YYYY-MM/: the state at each month's opening, for --rerate
 MONTHS_DIR = "months"
+#: OUT/.spill-*: a run's accepted CDRs while it bills them (never published)
+SPILL = ".spill-"
 JOURNAL = ".journal.json"
 FORMAT = 1
 
@@ -160,8 +162,9 @@ def recover(out_dir: Path) -> None:
                 os.replace(src, dst)
         journal.unlink()
     if out_dir.exists():
-        for p in out_dir.glob(".staging-*"):
-            shutil.rmtree(p, ignore_errors=True)
+        for pattern in (".staging-*", SPILL + "*"):
+            for p in out_dir.glob(pattern):
+                shutil.rmtree(p, ignore_errors=True)
         tmp = out_dir / (JOURNAL + ".tmp")
         if tmp.exists():
             tmp.unlink()
