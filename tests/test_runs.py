@@ -198,3 +198,20 @@ def test_a_run_killed_after_the_journal_is_completed_by_the_next(tmp_path, monke
     assert not (out / state.JOURNAL).exists()
     for name in OUTPUTS:
         assert read(out, name).equals(read(clean, name)), name
+
+
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_writes(tmp_path):
+    from conftest import cdr, write_cdrs
+
+    from ratecore.errors import InputError
+    config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
+    write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, user="u1")])
+    out = tmp_path / "out"
+    with state.writer_lock(out):       # as another process running on `out` would
+        with pytest.raises(InputError, match="another ratecore run is writing here"):
+            run.rate(config, [tmp_path / "a"], out)
+        with pytest.raises(InputError, match="another ratecore run"):
+            run.rerate(config, out, "2024-03")
+    assert not (out / "rated").exists()
+    run.rate(config, [tmp_path / "a"], out)     # released: runs
+    assert read(out, "rated").num_rows == 1

@@ -38,8 +38,8 @@ from ratecore.cdrs import CDR_COLUMNS, CdrBatch, cdr_files, read_cdrs
 from ratecore.config import load_config
 from ratecore.deck import RateBook
 from ratecore.errors import InputError
-from ratecore.state import (JOURNAL, MONTHS_DIR, SPILL, STATE_DIR, publish, read_state, read_state_dir,
-                            recover, write_state)
+from ratecore.state import (JOURNAL, MONTHS_DIR, SPILL, STATE_DIR, publish, read_state,
+                            read_state_dir, recover, write_state, writer_lock)
 
 
 @dataclass
@@ -199,11 +199,12 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    recover(out_dir)
-    cfg = load_config(config_dir, deck_file)
-    state, runs = read_state(out_dir)
-    return _run(cfg, state, runs, cdr_paths, out_dir, seen=_rated_ids(out_dir), strict=strict,
-                as_of=as_of, threads=threads, progress=progress, t0=t0)
+    with writer_lock(out_dir):
+        recover(out_dir)
+        cfg = load_config(config_dir, deck_file)
+        state, runs = read_state(out_dir)
+        return _run(cfg, state, runs, cdr_paths, out_dir, seen=_rated_ids(out_dir),
+                    strict=strict, as_of=as_of, threads=threads, progress=progress, t0=t0)
 
 
 def rerate(config_dir, out_dir, month: str, cdr_paths=(), *, deck_file=None,
@@ -231,6 +232,15 @@ def rerate(config_dir, out_dir, month: str, cdr_paths=(), *, deck_file=None,
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month or ""):
+        raise InputError(f"--rerate: {month!r} is not a month (YYYY-MM)")
+    with writer_lock(out_dir):
+        return _rerate(config_dir, out_dir, month, cdr_paths, deck_file=deck_file,
+                       strict=strict, as_of=as_of, threads=threads, progress=progress, t0=t0)
+
+
+def _rerate(config_dir, out_dir: Path, month: str, cdr_paths, *, deck_file, strict, as_of,
+            threads, progress, t0) -> RunSummary:
     recover(out_dir)
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month or ""):
         raise InputError(f"--rerate: {month!r} is not a month (YYYY-MM)")

@@ -16,18 +16,23 @@ never see a half-written file.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ratecore.billing import TENANT_FIELDS, BillingState
+from ratecore.errors import InputError
 
 STATE_DIR = "state"
+#: OUT/.lock: held (flock) by the one command writing OUT
+LOCK = ".lock"
 #: state/months/YYYY-MM/: the state at each month's opening, for --rerate
 MONTHS_DIR = "months"
 #: OUT/.spill-*: a run's accepted CDRs while it bills them (never published)
@@ -122,6 +127,26 @@ def read_state_dir(directory: Path) -> tuple[BillingState, int]:
 
 
 # ---- the journal ---------------------------------------------------------------
+
+
+@contextmanager
+def writer_lock(out_dir: Path):
+    """Hold OUT for one writing command (a run or a re-rate). A second one
+    on the same directory is refused at once rather than interleaving its
+    publish with the first's; the lock goes with the process, so a killed
+    run never leaves it held."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(out_dir / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{out_dir}: another ratecore run is writing here ({LOCK} is "
+                             "locked); wait for it to finish") from None
+        yield
+    finally:
+        fh.close()
 
 
 def staged_files(staging: Path) -> list[str]:
