@@ -176,3 +176,14 @@ def test_rerate_takes_in_cdrs_that_arrived_late_for_the_month(tmp_path):
     run.rerate(config, out, "2024-02", [tmp_path / "a", tmp_path / "b"])
     for name in OUTPUTS:
         assert read(out, name).equals(read(clean, name)), name
+
+
+def test_reconcile_passes_after_a_rerate(sample, tmp_path):
+    from ratecore.reports import run_report
+    s, split, months = sample
+    out = tmp_path / "out"
+    for m in months:
+        run.rate(s.config_dir, [split / m], out)
+    run.rerate(s.config_dir, out, months[1])
+    result = run_report("reconcile", out).to_pylist()
+    assert result and all(r["passed"] for r in result), [r for r in result if not r["passed"]]
