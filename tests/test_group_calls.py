@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ratecore._order import group_calls, record_size
 
 from ratecore import billing
-from ratecore._order import group_calls, record_size
 
 BASE = 1_790_000_000_000_000
 

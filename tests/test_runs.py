@@ -206,12 +206,15 @@ def test_a_second_run_on_the_same_out_is_refused_while_the_first_writes(tmp_path
     from ratecore.errors import InputError
     config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
     write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, user="u1")])
+    write_cdrs(tmp_path / "b" / "b.parquet", [cdr("b", "+4420", 60, user="u1",
+                                                  start="2024-03-02T10:00:00Z")])
     out = tmp_path / "out"
+    run.rate(config, [tmp_path / "a"], out)
     with state.writer_lock(out):       # as another process running on `out` would
         with pytest.raises(InputError, match="another ratecore run is writing here"):
-            run.rate(config, [tmp_path / "a"], out)
+            run.rate(config, [tmp_path / "b"], out)
         with pytest.raises(InputError, match="another ratecore run"):
             run.rerate(config, out, "2024-03")
-    assert not (out / "rated").exists()
-    run.rate(config, [tmp_path / "a"], out)     # released: runs
     assert read(out, "rated").num_rows == 1
+    run.rate(config, [tmp_path / "b"], out)     # released: runs
+    assert read(out, "rated").num_rows == 2

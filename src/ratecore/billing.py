@@ -509,7 +509,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
     fund_i = fund_i[cfg.funds.funded_at[fund_i] <= run_as_of] if len(fund_i) else fund_i
     card_i = _unapplied(ck, state.applied_cards)
     card_i = card_i[cfg.card_updates.updated_at[card_i] <= run_as_of] if len(card_i) else card_i
-    n_c, n_f = len(calls), len(fund_i)
+    n_c = len(calls)
     payer = calls.payer if calls.payer is not None else (
         plan.payers(calls.tenant, calls.user_id) if n_c else np.zeros(0, np.int32))
     recs, call_lo = _group_calls(calls, payer, n_t)
@@ -781,12 +781,12 @@ def _pools_table(state, flushed, pool_keys) -> pa.Table:
 
 __all__ = [
     "LEDGER_KINDS",
-    "bill_months",
     "NOTIFICATION_KINDS",
     "Billed",
     "BillingState",
     "Calls",
     "Plan",
     "bill",
+    "bill_months",
     "compile_plan",
 ]

@@ -34,12 +34,22 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ratecore import billing, fields, outputs, pricing
-from ratecore.cdrs import CDR_COLUMNS, CdrBatch, cdr_files, read_cdrs
+from ratecore.cdrs import CdrBatch, cdr_files, read_cdrs
 from ratecore.config import load_config
 from ratecore.deck import RateBook
 from ratecore.errors import InputError
-from ratecore.state import (JOURNAL, MONTHS_DIR, SPILL, STATE_DIR, publish, read_state,
-                            read_state_dir, recover, write_state, writer_lock)
+from ratecore.state import (
+    JOURNAL,
+    MONTHS_DIR,
+    SPILL,
+    STATE_DIR,
+    publish,
+    read_state,
+    read_state_dir,
+    recover,
+    write_state,
+    writer_lock,
+)
 
 
 @dataclass
@@ -199,9 +209,9 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    cfg = load_config(config_dir, deck_file)    # a refused config creates nothing
     with writer_lock(out_dir):
         recover(out_dir)
-        cfg = load_config(config_dir, deck_file)
         state, runs = read_state(out_dir)
         return _run(cfg, state, runs, cdr_paths, out_dir, seen=_rated_ids(out_dir),
                     strict=strict, as_of=as_of, threads=threads, progress=progress, t0=t0)
@@ -234,17 +244,17 @@ def rerate(config_dir, out_dir, month: str, cdr_paths=(), *, deck_file=None,
     out_dir = Path(out_dir)
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month or ""):
         raise InputError(f"--rerate: {month!r} is not a month (YYYY-MM)")
-    with writer_lock(out_dir):
-        return _rerate(config_dir, out_dir, month, cdr_paths, deck_file=deck_file,
-                       strict=strict, as_of=as_of, threads=threads, progress=progress, t0=t0)
-
-
-def _rerate(config_dir, out_dir: Path, month: str, cdr_paths, *, deck_file, strict, as_of,
-            threads, progress, t0) -> RunSummary:
-    recover(out_dir)
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month or ""):
-        raise InputError(f"--rerate: {month!r} is not a month (YYYY-MM)")
     cfg = load_config(config_dir, deck_file)
+    if not (out_dir / STATE_DIR).is_dir():
+        raise InputError(f"--rerate {month}: {out_dir} holds no run to re-rate")
+    with writer_lock(out_dir):
+        return _rerate(cfg, out_dir, month, cdr_paths, strict=strict, as_of=as_of,
+                       threads=threads, progress=progress, t0=t0)
+
+
+def _rerate(cfg, out_dir: Path, month: str, cdr_paths, *, strict, as_of, threads, progress,
+            t0) -> RunSummary:
+    recover(out_dir)
     state, runs = read_state(out_dir)
     snap_dir = out_dir / STATE_DIR / MONTHS_DIR / month
     if not (snap_dir / "meta.json").exists():
@@ -299,7 +309,6 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
 
     `skip` is (files, usage_ids): rows of those files with those ids are left
     out without a reject (a re-rate replays them from rated/)."""
-    book, tenants = cfg.book, cfg.tenants
     summary = RunSummary(out_dir)
     plan = billing.compile_plan(cfg)
     parts: list[_Part] = []
@@ -415,7 +424,7 @@ def _subset(p: pricing.Priced, idx: np.ndarray) -> pricing.Priced:
 def _raw_of_cdrs(cdrs: pa.Table) -> pa.Table:
     cols = {}
     for c in outputs.RAW_COLUMNS:
-        if c in cdrs.column_names and c in CDR_COLUMNS:
+        if c in cdrs.column_names:
             cols[c] = cdrs.column(c).cast(pa.string())
         else:
             cols[c] = pa.nulls(cdrs.num_rows, pa.string())
