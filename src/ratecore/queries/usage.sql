@@ -5,6 +5,12 @@
 -- charged to credits (charge > 0), else 0. "Destination Dialed" is the deck
 -- row's destination name; "Domestic/International" is NULL for calls that
 -- no deck row priced.
+-- Rows come in the order rated/ holds them: month partition, then file
+-- (run number, then part), then row; within a run, the order the run read
+-- its CDRs. No ORDER BY: sorting a month of 20M calls by start time took
+-- most of the report's time (measured, README "Reports"), and the runner
+-- keeps DuckDB's insertion order (preserve_insertion_order), so the order is
+-- the same on every run over the same outputs.
 -- Parameters: $month (YYYY-MM of the start time, or NULL for all),
 -- $tenant (or NULL for all).
 SELECT
@@ -33,4 +39,3 @@ SELECT
 FROM rated
 WHERE ($month IS NULL OR month = $month)
   AND ($tenant IS NULL OR tenant_id = $tenant)
-ORDER BY start_time, usage_id
