@@ -322,7 +322,7 @@ def write_report(name: str, data_dir, fmt: str, output, *, month: str | None = N
                             pass
                     if done.is_set():
                         return
-            except BaseException as e:  # re-raised in the caller's thread
+            except Exception as e:  # noqa: BLE001 (re-raised in the caller's thread)
                 failure.append(e)
             finally:
                 batches.put(None)
