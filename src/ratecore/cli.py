@@ -186,6 +186,12 @@ def report(name, data_dir, month, tenant, fmt, output, date, days, candidate_dir
     reconcile, impact, audit (every queries/*.sql shipped)."""
     from ratecore import reports
 
+    if fmt in ("parquet", "csv") and output is not None and not check:
+        # streamed from DuckDB to the file: a month of calls never sits in memory
+        rows = reports.write_report(name, data_dir, fmt, output, month=month, tenant=tenant,
+                                    date=date, days=days, candidate_dir=candidate_dir)
+        err_console.print(f"{name}: {rows:,} rows → {output}")
+        return
     table = reports.run_report(name, data_dir, month=month, tenant=tenant, date=date,
                                days=days, candidate_dir=candidate_dir)
     if check and "passed" not in table.column_names:
