@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ratecore import fields
-from ratecore._billing import Pass, unpack_outputs
+from ratecore._billing import Pass, month_of, unpack_outputs
 from ratecore._order import group_calls
 
 INT64_MIN = np.iinfo(np.int64).min
@@ -671,13 +671,8 @@ def bill_months(cfg, plan: Plan, state: BillingState, calls: Calls, *,
                       as_of=(opening - 1) if opening is not None else as_of)
         segments.append((idx, billed))
         if opening is not None:
-            snapshots[month_index(opening)] = state.copy()
+            snapshots[month_of(opening)] = state.copy()
     return _merge(segments, n), snapshots
-
-
-def month_index(t: int) -> int:
-    d = np.datetime64(int(t), "us").astype("datetime64[M]").astype(np.int64)
-    return int(d) + 1970 * 12
 
 
 def _merge(segments: list, n: int) -> Billed:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -309,111 +310,100 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
 
     `skip` is (files, usage_ids): rows of those files with those ids are left
     out without a reject (a re-rate replays them from rated/)."""
+    book, tenants = cfg.book, cfg.tenants
     summary = RunSummary(out_dir)
     plan = billing.compile_plan(cfg)
     parts: list[_Part] = []
     rejects: list[pa.Table] = []
-    spill_dir = out_dir / f"{SPILL}{os.getpid()}-{time.time_ns()}"
-    try:
-        spill_dir.mkdir(parents=True)
-        return _run_spilled(cfg, plan, state, runs, cdr_paths, out_dir, spill_dir, summary,
-                            parts, rejects, seen=seen, strict=strict, as_of=as_of,
-                            threads=threads, progress=progress, t0=t0, removes=removes,
-                            replace_from=replace_from, skip=skip)
-    finally:
-        shutil.rmtree(spill_dir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=SPILL, dir=out_dir) as spill:
+        spill_dir = Path(spill)
+        for batch in read_cdrs(cdr_paths):
+            if skip and batch.file in skip[0] and len(skip[1]):
+                batch = _without(batch, fields.to_mask(
+                    pc.is_in(batch.cdrs.column("usage_id"), skip[1])))
+            priced, tenant_row = _price_batch(batch, book, tenants, threads)
+            if len(seen):
+                batch.reject(fields.to_mask(pc.is_in(batch.cdrs.column("usage_id"), seen)),
+                             "duplicate", "column 'usage_id': already rated by an earlier run")
+            ok = batch.reason == None
+            summary.read += len(ok)
+            if not ok.all():
+                bad = ~ok
+                rejects.append(outputs.rejects_table(
+                    batch.file, batch.rows[bad], batch.raw.filter(pa.array(bad)),
+                    batch.reason[bad], batch.message[bad]))
+            idx = np.flatnonzero(ok)
+            accepted = batch.cdrs.filter(pa.array(ok))
+            tenant = tenant_row[idx].astype(np.int32)
+            parts.append(_Part(
+                _spill(accepted, spill_dir / f"{len(parts):05d}.arrow"), None,
+                accepted.column("usage_id").combine_chunks(),
+                plan.payers(tenant, accepted.column("user_id")),
+                pricing.int64_values(accepted.column("start_time")), _subset(priced, idx),
+                tenant, batch.file, batch.rows[idx]))
+            del batch, accepted
+            if progress:
+                progress(len(ok))
 
+        for part, dup in zip(parts, _duplicates(parts)):
+            if dup.any():
+                n = int(dup.sum())
+                rejects.append(outputs.rejects_table(
+                    part.file, part.rows[dup], _raw_of_cdrs(part.cdrs().filter(pa.array(dup))),
+                    np.array(["duplicate"] * n, dtype=object),
+                    np.array(["column 'usage_id': already rated in this run"] * n, dtype=object)))
+                part.drop(dup)
 
-def _run_spilled(cfg, plan, state, runs, cdr_paths, out_dir, spill_dir, summary, parts, rejects,
-                 *, seen, strict, as_of, threads, progress, t0, removes, replace_from, skip):
-    book, tenants = cfg.book, cfg.tenants
-    for batch in read_cdrs(cdr_paths):
-        if skip and batch.file in skip[0] and len(skip[1]):
-            batch = _without(batch, fields.to_mask(
-                pc.is_in(batch.cdrs.column("usage_id"), skip[1])))
-        priced, tenant_row = _price_batch(batch, book, tenants, threads)
-        if len(seen):
-            batch.reject(fields.to_mask(pc.is_in(batch.cdrs.column("usage_id"), seen)),
-                         "duplicate", "column 'usage_id': already rated by an earlier run")
-        ok = batch.reason == None
-        summary.read += len(ok)
-        if not ok.all():
-            bad = ~ok
-            rejects.append(outputs.rejects_table(
-                batch.file, batch.rows[bad], batch.raw.filter(pa.array(bad)),
-                batch.reason[bad], batch.message[bad]))
-        idx = np.flatnonzero(ok)
-        accepted = batch.cdrs.filter(pa.array(ok))
-        tenant = tenant_row[idx].astype(np.int32)
-        parts.append(_Part(
-            _spill(accepted, spill_dir / f"{len(parts):05d}.arrow"), None,
-            accepted.column("usage_id").combine_chunks(),
-            plan.payers(tenant, accepted.column("user_id")),
-            pricing.int64_values(accepted.column("start_time")), _subset(priced, idx),
-            tenant, batch.file, batch.rows[idx]))
-        del batch, accepted
-        if progress:
-            progress(len(ok))
+        for r in rejects:
+            summary.reasons.update(r.column("reason").to_pylist())
+        summary.rejected = sum(r.num_rows for r in rejects)
+        if strict and summary.rejected:
+            first = pa.concat_tables(rejects).slice(0, 1).to_pylist()[0]
+            raise InputError(
+                f"--strict: {summary.rejected} CDR(s) rejected, nothing published; first: "
+                f"{first['file']} row {first['row']}: {first['message']}")
 
-    for part, dup in zip(parts, _duplicates(parts)):
-        if dup.any():
-            n = int(dup.sum())
-            rejects.append(outputs.rejects_table(
-                part.file, part.rows[dup], _raw_of_cdrs(part.cdrs().filter(pa.array(dup))),
-                np.array(["duplicate"] * n, dtype=object),
-                np.array(["column 'usage_id': already rated in this run"] * n, dtype=object)))
-            part.drop(dup)
-
-    for r in rejects:
-        summary.reasons.update(r.column("reason").to_pylist())
-    summary.rejected = sum(r.num_rows for r in rejects)
-    if strict and summary.rejected:
-        first = pa.concat_tables(rejects).slice(0, 1).to_pylist()[0]
-        raise InputError(
-            f"--strict: {summary.rejected} CDR(s) rejected, nothing published; first: "
-            f"{first['file']} row {first['row']}: {first['message']}")
-
-    billed, snapshots = billing.bill_months(cfg, plan, state, _calls(parts), as_of=as_of,
-                                            threads=threads)
-    summary.as_of = billed.as_of
-    runs += 1
-    staging = out_dir / f".staging-{os.getpid()}-{time.time_ns()}"
-    tag = f"r{runs:06d}"
-    try:
-        start = 0
-        for k, part in enumerate(parts):
-            n = len(part.tenant)
-            rated = outputs.rated_table(part.cdrs(), part.priced, book,
-                                        _slice(billed, start, start + n), plan)
-            start += n
-            if n:
-                outputs.write_by_month(rated, outputs.month_of(rated.column("start_time")),
-                                       staging / "rated", f"{tag}-{k:05d}")
-            _count(summary, rated)
-        if rejects:
-            rej = pa.concat_tables(rejects)
-            times = pc.cast(pc.if_else(pc.match_substring_regex(
-                rej.column("start_time").fill_null(""), r"^\d{4}-\d{2}"),
-                rej.column("start_time"), None), pa.string())
-            outputs.write_by_month(rej, pc.utf8_slice_codeunits(times, 0, 7),
-                                   staging / "rejects", tag)
-        for name, table in (("ledger", billed.ledger), ("notifications", billed.notifications)):
-            if table.num_rows:
-                outputs.write_by_month(table, outputs.month_of(table.column("time")),
-                                       staging / name, tag)
-        summary.ledger.update(billed.ledger.column("kind").to_pylist())
-        summary.notifications.update(billed.notifications.column("kind").to_pylist())
-        _stage_pools(billed.pools, out_dir, staging, replace_from)
-        write_state(state, staging / STATE_DIR, runs)
-        for m, snap in snapshots.items():
-            write_state(snap, staging / STATE_DIR / MONTHS_DIR / billing.month_text(m), runs)
-        publish(staging, out_dir, removes=removes)
-    finally:
-        # once the journal names the staging directory, only recover() may remove it
-        if not (out_dir / JOURNAL).exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    summary.seconds = time.perf_counter() - t0
-    return summary
+        billed, snapshots = billing.bill_months(cfg, plan, state, _calls(parts), as_of=as_of,
+                                                threads=threads)
+        summary.as_of = billed.as_of
+        runs += 1
+        staging = out_dir / f".staging-{os.getpid()}-{time.time_ns()}"
+        tag = f"r{runs:06d}"
+        try:
+            start = 0
+            for k, part in enumerate(parts):
+                n = len(part.tenant)
+                rated = outputs.rated_table(part.cdrs(), part.priced, book,
+                                            _slice(billed, start, start + n), plan)
+                start += n
+                if n:
+                    outputs.write_by_month(rated, outputs.month_of(rated.column("start_time")),
+                                           staging / "rated", f"{tag}-{k:05d}")
+                _count(summary, rated)
+            if rejects:
+                rej = pa.concat_tables(rejects)
+                times = pc.cast(pc.if_else(pc.match_substring_regex(
+                    rej.column("start_time").fill_null(""), r"^\d{4}-\d{2}"),
+                    rej.column("start_time"), None), pa.string())
+                outputs.write_by_month(rej, pc.utf8_slice_codeunits(times, 0, 7),
+                                       staging / "rejects", tag)
+            for name, table in (("ledger", billed.ledger), ("notifications", billed.notifications)):
+                if table.num_rows:
+                    outputs.write_by_month(table, outputs.month_of(table.column("time")),
+                                           staging / name, tag)
+            summary.ledger.update(billed.ledger.column("kind").to_pylist())
+            summary.notifications.update(billed.notifications.column("kind").to_pylist())
+            _stage_pools(billed.pools, out_dir, staging, replace_from)
+            write_state(state, staging / STATE_DIR, runs)
+            for m, snap in snapshots.items():
+                write_state(snap, staging / STATE_DIR / MONTHS_DIR / billing.month_text(m), runs)
+            publish(staging, out_dir, removes=removes)
+        finally:
+            # once the journal names the staging directory, only recover() may remove it
+            if not (out_dir / JOURNAL).exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        summary.seconds = time.perf_counter() - t0
+        return summary
 
 
 def _subset(p: pricing.Priced, idx: np.ndarray) -> pricing.Priced:
