@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pyarrow.parquet as pq
 import pytest
-from test_runs import OUTPUTS, read, sample, state_of  # noqa: F401 - the fixture is used
+from test_runs import OUTPUTS, kill_after_journal, read, sample, state_of  # noqa: F401
 
 from ratecore import run, state
 from ratecore.errors import InputError
@@ -91,7 +91,9 @@ def test_rerate_refuses_a_bad_or_unknown_month(sample, tmp_path):
         run.rerate(s.config_dir, out, "2031-01")
 
 
-def test_rerate_refuses_when_late_cdrs_of_an_earlier_month_were_billed_after(tmp_path):
+def _late_february(tmp_path):
+    """A config and two CDR directories: a/ (10 Feb and 10 Mar) and b/
+    (1 Feb, which is late once a/ has been rated)."""
     from conftest import cdr, write_cdrs
     from test_runs import _mini_config
     config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
@@ -100,6 +102,11 @@ def test_rerate_refuses_when_late_cdrs_of_an_earlier_month_were_billed_after(tmp
         cdr("c", "+4420", 60, start="2024-03-10T10:00:00Z", user="u1")])
     write_cdrs(tmp_path / "b" / "b.parquet", [cdr("b", "+4420", 60, start="2024-02-01T10:00:00Z",
                                                   user="u1")])
+    return config
+
+
+def test_rerate_refuses_when_late_cdrs_of_an_earlier_month_were_billed_after(tmp_path):
+    config = _late_february(tmp_path)
     out = tmp_path / "out"
     run.rate(config, [tmp_path / "a"], out)
     run.rate(config, [tmp_path / "b"], out)      # late: a February CDR billed in March
@@ -120,20 +127,7 @@ def test_a_rerate_killed_after_the_journal_is_completed_by_the_next_command(samp
     out = tmp_path / "out"
     for m in months:
         run.rate(s.config_dir, [split / m], out)
-    real_recover = state.recover
-    calls = []
-
-    def killed(out_dir):
-        calls.append(out_dir)
-        if len(calls) == 2:       # the recover() inside publish(), after the journal
-            raise KeyboardInterrupt
-        real_recover(out_dir)
-
-    monkeypatch.setattr(state, "recover", killed)
-    monkeypatch.setattr(run, "recover", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run.rerate(s.config_dir, out, months[1])
-    monkeypatch.undo()
+    kill_after_journal(monkeypatch, lambda: run.rerate(s.config_dir, out, months[1]))
     assert (out / state.JOURNAL).exists()
     state.recover(out)
     _same_outputs(one, out)
@@ -160,14 +154,7 @@ def test_cli_rerate_with_the_same_cdrs_again_equals_one_run(sample, tmp_path):
 
 
 def test_rerate_takes_in_cdrs_that_arrived_late_for_the_month(tmp_path):
-    from conftest import cdr, write_cdrs
-    from test_runs import _mini_config
-    config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
-    write_cdrs(tmp_path / "a" / "a.parquet", [
-        cdr("a", "+4420", 60, start="2024-02-10T10:00:00Z", user="u1"),
-        cdr("c", "+4420", 60, start="2024-03-10T10:00:00Z", user="u1")])
-    write_cdrs(tmp_path / "b" / "b.parquet", [cdr("b", "+4420", 60, start="2024-02-01T10:00:00Z",
-                                                  user="u1")])
+    config = _late_february(tmp_path)
     clean = tmp_path / "clean"
     run.rate(config, [tmp_path / "a", tmp_path / "b"], clean)
     out = tmp_path / "out"

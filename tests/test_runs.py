@@ -172,6 +172,25 @@ def test_a_run_killed_before_the_journal_leaves_the_previous_outputs(tmp_path, m
     assert read(out, "rated").num_rows == 2
 
 
+def kill_after_journal(monkeypatch, command) -> None:
+    """Run `command`, killed right after its journal is written (in the
+    recover() that publish() calls, the second recover() of a run)."""
+    real_recover = state.recover
+    calls = []
+
+    def killed(out_dir):
+        calls.append(out_dir)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_recover(out_dir)
+
+    monkeypatch.setattr(state, "recover", killed)
+    monkeypatch.setattr(run, "recover", killed)
+    with pytest.raises(KeyboardInterrupt):
+        command()
+    monkeypatch.undo()
+
+
 def test_a_run_killed_after_the_journal_is_completed_by_the_next(tmp_path, monkeypatch):
     from conftest import cdr, write_cdrs
     config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
@@ -179,20 +198,7 @@ def test_a_run_killed_after_the_journal_is_completed_by_the_next(tmp_path, monke
     clean = tmp_path / "clean"
     run.rate(config, [tmp_path / "a"], clean)
     out = tmp_path / "out"
-    real_recover = state.recover
-    calls = []
-
-    def killed(out_dir):
-        calls.append(out_dir)
-        if len(calls) == 2:       # the recover() inside publish(), after the journal
-            raise KeyboardInterrupt
-        real_recover(out_dir)
-
-    monkeypatch.setattr(state, "recover", killed)
-    monkeypatch.setattr(run, "recover", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run.rate(config, [tmp_path / "a"], out)
-    monkeypatch.undo()
+    kill_after_journal(monkeypatch, lambda: run.rate(config, [tmp_path / "a"], out))
     assert (out / state.JOURNAL).exists() and not (out / "rated").exists()
     state.recover(out)
     assert not (out / state.JOURNAL).exists()
