@@ -280,8 +280,11 @@ def run_report(name: str, data_dir, *, month: str | None = None, tenant: str | N
         con.close()
 
 
-#: Rows per record batch when a report is streamed to a file.
-STREAM_ROWS = 1 << 18
+#: Rows per record batch (and Parquet row group) when a report is streamed
+#: to a file. Smaller batches reuse the allocators' memory instead of
+#: faulting fresh pages in: streaming a 20M-call usage month took 2.4 s of
+#: system time at 65,536 rows, 5.1 s at 262,144 and 7.4 s at 1,048,576.
+STREAM_ROWS = 1 << 16
 
 
 def write_report(name: str, data_dir, fmt: str, output, *, month: str | None = None,
@@ -331,7 +334,9 @@ def write_report(name: str, data_dir, fmt: str, output, *, month: str | None = N
         producer.start()
         rows, finished = 0, False
         try:
-            with open(output, "wb") as fh:
+            # Arrow's own file stream: a Python file object would take the
+            # GIL for every page written
+            with pa.OSFile(str(output), "wb") as fh:
                 writer = (pq.ParquetWriter(fh, reader.schema, **_parquet_options(reader.schema))
                           if fmt == "parquet" else _CsvWriter(fh, reader.schema))
                 try:
@@ -440,15 +445,26 @@ def write_json(table: pa.Table, sink) -> None:
     sink.write(b"\n]\n" if not first else b"]\n")
 
 
-# Random identifiers (UUIDs): snappy shrinks them by about a tenth for a
-# fifth of the time a 20M-call usage export takes to encode (measured), so
-# they are written uncompressed; every other column is snappy.
-_INCOMPRESSIBLE = frozenset({"UsageId", "Call ID", "usage_id", "call_id"})
+# Columns whose values are (nearly) unique per row: identifiers and phone
+# numbers, start and end times. A dictionary never pays for them (the
+# writer builds one, then falls back to plain), snappy shrinks them little,
+# and min/max statistics of random strings prune nothing. Written plain,
+# uncompressed and without string statistics, a usage export of 3M calls
+# encodes in 1.05 CPU-s instead of 1.72 for a file 6 % larger (measured,
+# README "Reports"); every other column is dictionary-encoded and snappy.
+_UNIQUE = frozenset({"UsageId", "Call ID", "Conference ID", "Caller ID", "Destination Number",
+                     "Start Time", "End Time", "usage_id", "call_id", "conference_id",
+                     "caller_number", "callee_number", "start_time"})
 
 
 def _parquet_options(schema: pa.Schema) -> dict:
-    return {"compression": {f.name: "none" if f.name in _INCOMPRESSIBLE else "snappy"
-                            for f in schema}}
+    unique = {f.name for f in schema if f.name in _UNIQUE}
+    stats = [f.name for f in schema
+             if f.name not in unique or not (pa.types.is_string(f.type)
+                                             or pa.types.is_large_string(f.type))]
+    return {"compression": {f.name: "none" if f.name in unique else "snappy" for f in schema},
+            "use_dictionary": [f.name for f in schema if f.name not in unique],
+            "write_statistics": stats}
 
 
 def write_parquet(table: pa.Table, path) -> None:
