@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from click.testing import CliRunner
 from conftest import (
     cdr,
@@ -643,6 +645,20 @@ def test_csv_is_rfc_4180_with_exact_money(table, tmp_path):
     assert [r["tenant_id"] for r in back] == ["t,1", 'say "hi"', "tab\there", ""]
     assert [r["amount"] for r in back] == ["1234.500000", "-0.000001", "123456789012.123456", ""]
     assert back[0]["time"] == "2024-02-29T10:00:01.000000Z" and back[0]["day"] == "2025-02-28"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-30_610_224_000_000_000, 253_402_300_799_999_999)),
+                max_size=40),
+       st.sampled_from(["s", "ms", "us"]), st.sampled_from(["UTC", None]))
+def test_text_times_are_strftime_iso(micros, unit, tz):
+    """The fast ISO text of times equals pyarrow's strftime, years 1000-9999."""
+    scale = {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
+    col = pa.chunked_array([pa.array([None if m is None else m // scale for m in micros],
+                                     pa.timestamp(unit, tz=tz))])
+    got = reports._text_columns(pa.table({"t": col})).column("t")
+    want = pc.strftime(col, format="%Y-%m-%dT%H:%M:%SZ" if tz else "%Y-%m-%dT%H:%M:%S")
+    assert got.to_pylist() == want.to_pylist()
 
 
 def test_tsv_escapes_tabs_and_newlines(table, tmp_path):

@@ -366,12 +366,20 @@ def _is_money(t: pa.DataType) -> bool:
 
 
 def _text_columns(table: pa.Table) -> pa.Table:
-    """Timestamps as ISO 8601 text (``2026-10-01T10:00:00.000000Z``)."""
+    """Timestamps as ISO 8601 text (``2026-10-01T10:00:00.000000Z``).
+
+    Arrow's cast of a zone-less timestamp to text, with ``T`` and ``Z`` put
+    in, writes what ``strftime`` does at a sixth of the cost (strftime took
+    36 of the 45 CPU-s of a 20M-call usage CSV). Times are UTC instants, so
+    dropping the zone before the cast keeps their digits."""
     cols = []
     for col, field in zip(table.columns, table.schema):
-        if pa.types.is_timestamp(field.type):
-            col = pc.strftime(col, format="%Y-%m-%dT%H:%M:%SZ" if field.type.tz
-                              else "%Y-%m-%dT%H:%M:%S")
+        t = field.type
+        if pa.types.is_timestamp(t):
+            text = pc.cast(col.cast(pa.timestamp(t.unit)) if t.tz else col, pa.string())
+            col = pc.utf8_replace_slice(text, start=10, stop=11, replacement="T")
+            if t.tz:
+                col = pc.binary_join_element_wise(col, "Z", "")
         cols.append(col)
     return pa.table(cols, names=table.column_names)
 
