@@ -121,15 +121,23 @@ def sample(tmp_path_factory):
     s = generate(root / "sample", tenants=10, cdrs=12_000, days=62, seed=11,
                  start=datetime(2025, 12, 20, tzinfo=timezone.utc), prefixes_per_service=800)
     files = sorted(s.cdr_dir.glob("*.parquet"))
+    # rated with the second half: three bad rows (an unknown tenant, a
+    # negative duration, a usage_id the first run rated) and a good one
+    bad = pq.read_table(files[0]).slice(0, 4).to_pylist()
+    bad[0]["tenant_id"] = "nobody"
+    bad[1]["usage_id"], bad[1]["duration_seconds"] = "bad-duration", -5
+    bad[3]["usage_id"] = "good-one"
+    (root / "bad").mkdir()
+    pq.write_table(pa.Table.from_pylist(bad, schema=pq.read_schema(files[0])),
+                   root / "bad" / "bad.parquet")
     out = root / "out"
-    if len(files) > 1:
-        run.rate(s.config_dir, files[: len(files) // 2], out, threads=1)
-        run.rate(s.config_dir, files[len(files) // 2:], out, threads=1)
-    else:
-        run.rate(s.config_dir, files, out, threads=1)
+    half = max(1, len(files) // 2)
+    run.rate(s.config_dir, files[:half], out, threads=1)
+    run.rate(s.config_dir, files[half:] + [root / "bad" / "bad.parquet"], out, threads=1)
     deck = candidate_deck(s.config_dir, root / "candidate.csv")
     cand = root / "candidate"
-    run.rate(s.config_dir, [s.cdr_dir], cand, deck_file=deck, threads=1)
+    run.rate(s.config_dir, [s.cdr_dir, root / "bad" / "bad.parquet"], cand, deck_file=deck,
+             threads=1)
     return out, cand
 
 
@@ -409,9 +417,12 @@ def test_reconcile_green_on_generated_outputs(sample):
         assert [g["invariant"] for g in got] == [
             "balance_rollforward", "ledger_sequence", "ledger_matches_state", "charges_debited",
             "pools_within_size", "pool_use_matches_calls", "usage_id_unique",
-            "rejects_accounted"]
+            "rows_accounted", "duplicates_named"]
         assert all(g["passed"] for g in got), got
         checked = {g["invariant"]: g["checked"] for g in got}
+        assert checked["rows_accounted"] == input_rows(data)
+        assert checked["duplicates_named"] == sum(r["reason"] == "duplicate"
+                                                  for r in rows(data, "rejects"))
         assert checked["ledger_sequence"] == len(rows(data, "ledger"))
         assert checked["usage_id_unique"] == len(rows(data, "rated"))
         assert checked["pools_within_size"] == len(rows(data, "pools"))
@@ -419,6 +430,11 @@ def test_reconcile_green_on_generated_outputs(sample):
                                                    if e["kind"] == "debit"})
     code, _ = cli("report", "reconcile", "--data", out, "--check")
     assert code == 0
+
+
+def input_rows(out: Path) -> int:
+    """Data rows of the CDR files the runs into `out` read (from the files)."""
+    return sum(pq.read_metadata(r["file"]).num_rows for r in rows(out, "inputs"))
 
 
 def _rewrite(path: Path, change) -> None:
@@ -473,8 +489,68 @@ def test_reconcile_red_on_a_dropped_last_ledger_entry(sample, tmp_path):
 
 def test_reconcile_red_on_a_duplicated_rated_row(sample, tmp_path):
     out = _corrupt(sample, tmp_path, "rated", lambda t: pa.concat_tables([t, t.slice(5, 1)]))
-    assert _failed(out) == {"usage_id_unique": 1}
+    assert _failed(out) == {"usage_id_unique": 1, "rows_accounted": 1}
     assert cli("report", "reconcile", "--data", out, "--check")[0] == 3
+
+
+def _drop_row(t: pa.Table, i: int) -> pa.Table:
+    return pa.concat_tables([t.slice(0, i), t.slice(i + 1)])
+
+
+def test_reconcile_red_on_a_dropped_rated_row_that_charged_nothing(sample, tmp_path):
+    """A lost call that moved no money and drew no pool: only the input
+    row count can tell."""
+    def drop_free(t):
+        free = [i for i, (c, p) in enumerate(zip(t.column("charge").to_pylist(),
+                                                  t.column("pool_seconds").to_pylist()))
+                if c == 0 and p == 0]
+        return _drop_row(t, free[0])
+
+    out = _corrupt(sample, tmp_path, "rated", drop_free)
+    assert _failed(out) == {"rows_accounted": 1}
+    code, output = cli("report", "reconcile", "--data", out, "--check")
+    assert code == 3 and "1 of" in output
+
+
+def test_reconcile_red_on_a_dropped_or_doubled_reject(sample, tmp_path):
+    assert rows(sample[0], "rejects"), "the sample has rejects"
+    out = _corrupt(sample, tmp_path, "rejects", lambda t: _drop_row(t, 0))
+    assert _failed(out) == {"rows_accounted": 1}
+    twice = tmp_path / "twice"
+    shutil.copytree(sample[0], twice)
+    _rewrite(sorted((twice / "rejects").rglob("*.parquet"))[0],
+             lambda t: pa.concat_tables([t, t.slice(0, 1)]))
+    assert _failed(twice) == {"rows_accounted": 1}
+
+
+def test_reconcile_red_on_a_row_both_rated_and_rejected(sample, tmp_path):
+    """The counts add up (one row lost, another twice): each row is checked."""
+    def move(t):
+        r = rows(sample[0], "rejects")[0]
+        same = [i for i, f in enumerate(t.column("file").to_pylist()) if f == r["file"]]
+        row = t.column("row").to_pylist()
+        row[same[0]] = r["row"]   # this rated row now claims the rejected row's place
+        return t.set_column(t.schema.get_field_index("row"), "row", pa.array(row, pa.int64()))
+
+    out = _corrupt(sample, tmp_path, "rated", move,
+                   lambda files: next(f for f in files if rows(sample[0], "rejects")[0]["file"]
+                                      in pq.read_table(f, partitioning=None)
+                                      .column("file").cast(pa.string()).to_pylist()))
+    assert _failed(out) == {"rows_accounted": 2}
+
+
+def test_reconcile_green_after_the_same_files_are_rated_three_times(tmp_path):
+    """Each read of a file is accounted for: the second and third reads
+    are all duplicate rejects."""
+    s = generate(tmp_path / "s", tenants=3, cdrs=600, days=20, seed=5,
+                 start=datetime(2026, 1, 3, tzinfo=timezone.utc), prefixes_per_service=100)
+    out = tmp_path / "out"
+    for _ in range(3):
+        run.rate(s.config_dir, [s.cdr_dir], out, threads=1)
+    got = {g["invariant"]: g for g in report("reconcile", out)}
+    assert all(g["passed"] for g in got.values()), got
+    assert got["rows_accounted"]["checked"] == 3 * input_rows(out) // 3 == \
+        3 * sum(pq.read_metadata(f).num_rows for f in s.cdr_dir.glob("*.parquet"))
 
 
 def test_reconcile_red_on_a_pool_over_its_size(sample, tmp_path):

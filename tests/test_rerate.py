@@ -147,7 +147,13 @@ def test_cli_rerate_with_the_same_cdrs_again_equals_one_run(sample, tmp_path):
                                     "--out", str(out), "--rerate", months[1]])
     assert res.exit_code == 0, res.output
     _same_outputs(one, out)
-    assert not (out / "rejects").exists()
+    # every row of the files given again was rated already: each is a
+    # duplicate reject, as when any run reads a file twice (SPEC §8)
+    rejects = read(out, "rejects")
+    assert set(rejects.column("reason").to_pylist()) == {"duplicate"}
+    assert rejects.num_rows == sum(pq.read_metadata(f).num_rows for f in split.rglob("*.parquet"))
+    from ratecore.reports import run_report
+    assert all(run_report("reconcile", out).column("passed").to_pylist())
     bad = CliRunner().invoke(main, ["rate", "--config", str(s.config_dir), "--out", str(out),
                                     "--rerate", "2026/01"])
     assert bad.exit_code == 2 and "not a month" in bad.output
@@ -163,6 +169,17 @@ def test_rerate_takes_in_cdrs_that_arrived_late_for_the_month(tmp_path):
     run.rerate(config, out, "2024-02", [tmp_path / "a", tmp_path / "b"])
     for name in OUTPUTS:
         assert read(out, name).equals(read(clean, name)), name
+    # replayed calls still name the row they were read from; a/ read again
+    # is two duplicate rejects; every input row is accounted for
+    rated = {r["usage_id"]: (r["file"], r["row"]) for r in read(out, "rated").to_pylist()}
+    assert rated == {"a": (str(tmp_path / "a" / "a.parquet"), 1),
+                     "c": (str(tmp_path / "a" / "a.parquet"), 2),
+                     "b": (str(tmp_path / "b" / "b.parquet"), 1)}
+    assert read(out, "rejects").column("reason").to_pylist() == ["duplicate"] * 2
+    from ratecore.reports import run_report
+    result = {r["invariant"]: r for r in run_report("reconcile", out).to_pylist()}
+    assert all(r["passed"] for r in result.values()), result
+    assert result["rows_accounted"]["checked"] == 5   # a/ twice, b/ once
 
 
 def test_reconcile_passes_after_a_rerate(sample, tmp_path):

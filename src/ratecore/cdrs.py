@@ -41,6 +41,8 @@ REQUIRED = ("usage_id", "tenant_id", "call_type", "caller_number", "callee_numbe
             "start_time")
 #: The raw columns a reject keeps (as text), whichever of them the file has.
 RAW_COLUMNS = CDR_COLUMNS + ("end_time",) + REFERENCE_COLUMNS
+#: Where a rated CDR was read (rated/ and rejects/ both have them).
+ORIGIN_COLUMNS = ("file", "row")
 #: Longest accepted call. Longer ones are rejected: they are broken records,
 #: and the bound keeps ``rate * seconds`` inside int64 micro-units.
 MAX_DURATION = 1_000_000
@@ -61,6 +63,9 @@ class CdrBatch:
     raw: pa.Table             # RAW_COLUMNS as strings
     reason: np.ndarray        # object array of str | None
     message: np.ndarray       # object array of str | None
+    #: the ``file`` and ``row`` columns of a batch read back from ``rated/``
+    #: (a re-rate's replay): where each CDR was first read. None otherwise.
+    origin: pa.Table | None = None
 
     def reject(self, mask: np.ndarray, reason: str, message) -> None:
         """Mark rows of `mask` not rejected yet; message(i) or a str."""
@@ -162,7 +167,9 @@ def normalise(path: Path, raw: pa.Table, first_row: int) -> CdrBatch:
     raw_text = pa.table({c: (_as_string(raw.column(c)) if c in names
                              else pa.nulls(n, pa.string())) for c in RAW_COLUMNS})
     batch = CdrBatch(str(path), np.arange(first_row + 1, first_row + n + 1, dtype=np.int64),
-                     None, raw_text, np.full(n, None, dtype=object), np.full(n, None, dtype=object))
+                     None, raw_text, np.full(n, None, dtype=object), np.full(n, None, dtype=object),
+                     raw.select(list(ORIGIN_COLUMNS))
+                     if all(c in names for c in ORIGIN_COLUMNS) else None)
     cols = {}
     for c in STRING_COLUMNS:
         cols[c] = pc.utf8_trim_whitespace(raw_text.column(c).combine_chunks())

@@ -36,14 +36,25 @@ def _dict(indices: np.ndarray, values: pa.Array, missing: np.ndarray) -> pa.Dict
     return pa.DictionaryArray.from_arrays(idx, values)
 
 
+def file_column(file, n: int) -> pa.Array:
+    """`file` (one name, or already one per row) as a column of `n` rows."""
+    if isinstance(file, str):
+        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
+                                              pa.array([file], pa.string()))
+    return file
+
+
 def rated_table(cdrs: pa.Table, priced: Priced, book: RateBook, billed=None,
-                plan=None) -> pa.Table:
+                plan=None, origin=None) -> pa.Table:
     """The rated records of accepted CDRs: the input columns, pricing, and
     (given the billing columns of the same rows) billing (SPEC §7).
 
     `billed` is a :class:`ratecore.billing.Billed` sliced to these rows and
     `plan` the :class:`ratecore.billing.Plan` that names its pools and
     capabilities. Without them ``charge`` is the full credit price.
+    `origin` is (file, rows): where each CDR was read, written as the
+    ``file`` and ``row`` columns that rejects/ has too, so that
+    ``reconcile`` can show every input row rated or rejected once.
     """
     rows = book.rows
     no_row = priced.row < 0
@@ -78,14 +89,19 @@ def rated_table(cdrs: pa.Table, priced: Priced, book: RateBook, billed=None,
         out["unbilled_amount"] = fields.micro_to_decimal(billed.unbilled_amount)
         out["balance_after"] = fields.micro_to_decimal(billed.balance_after)
         out["late"] = pa.array(billed.late, pa.bool_())
+    if origin is not None:
+        file, rows = origin
+        out["file"] = file_column(file, cdrs.num_rows)
+        out["row"] = pa.array(rows, pa.int64())
     return pa.table(out)
 
 
-def rejects_table(file: str, rows: np.ndarray, raw: pa.Table, reason: np.ndarray,
+def rejects_table(file, rows: np.ndarray, raw: pa.Table, reason: np.ndarray,
                   message: np.ndarray) -> pa.Table:
-    """Rejected rows: where they were, why, and the row as read."""
-    n = len(rows)
-    cols = {"file": pa.array([file] * n, pa.string()), "row": pa.array(rows, pa.int64()),
+    """Rejected rows: where they were (`file`: one name or one per row),
+    why, and the row as read."""
+    cols = {"file": file_column(file, len(rows)).cast(pa.string()),
+            "row": pa.array(rows, pa.int64()),
             "reason": pa.array(reason.tolist(), pa.string()),
             "message": pa.array(message.tolist(), pa.string())}
     cols.update({c: raw.column(c) for c in RAW_COLUMNS})
@@ -112,9 +128,26 @@ def write_by_month(table: pa.Table, months, directory: Path, part: str) -> list[
     return written
 
 
+INPUTS_DIR = "inputs"
+#: Schema of ``inputs/`` (one file per run): how many data rows
+#: each CDR file it read had. ``reconcile`` checks that rated/ and rejects/
+#: hold each of them once per read.
+INPUT_SCHEMA = pa.schema([("run", pa.int32()), ("file", pa.string()), ("rows", pa.int64())])
+
+
+def inputs_table(run: int, rows_per_file: dict[str, int]) -> pa.Table:
+    return pa.table({"run": pa.array([run] * len(rows_per_file), pa.int32()),
+                     "file": pa.array(list(rows_per_file), pa.string()),
+                     "rows": pa.array(list(rows_per_file.values()), pa.int64())},
+                    schema=INPUT_SCHEMA)
+
+
 def write_parquet(table: pa.Table, path: Path) -> None:
     dict_cols = [c for c in table.column_names if c in DICTIONARY_COLUMNS]
+    # row numbers climb by one: delta-encoded they take next to nothing
+    delta = {"row": "DELTA_BINARY_PACKED"} if "row" in table.column_names else None
     pq.write_table(table, path, compression="snappy", use_dictionary=dict_cols,
+                   column_encoding=delta,
                    write_statistics=[c for c in table.column_names
                                      if c in ("start_time", "tenant_id", "time")],
                    row_group_size=1 << 20)

@@ -71,16 +71,17 @@ def _rated_schema() -> pa.Schema:
         ("billable_seconds", pa.int32()), ("pool", s), ("pool_seconds", pa.int32()),
         ("charged_seconds", pa.int32()), ("connect_fee", MONEY), ("charge", MONEY),
         ("currency", s), ("capability", s), ("status", s), ("unbilled_seconds", pa.int32()),
-        ("unbilled_amount", MONEY), ("balance_after", MONEY), ("late", pa.bool_())])
+        ("unbilled_amount", MONEY), ("balance_after", MONEY), ("late", pa.bool_()),
+        ("file", s), ("row", pa.int64())])
 
 
 def dataset_schemas() -> dict[str, pa.Schema]:
     """The columns of each output dataset (SPEC §7), for empty views."""
     from ratecore.billing import LEDGER_SCHEMA, NOTIFICATION_SCHEMA, POOL_SCHEMA
-    from ratecore.outputs import REJECT_SCHEMA
+    from ratecore.outputs import INPUT_SCHEMA, REJECT_SCHEMA
 
     return {"rated": _rated_schema(), "rejects": REJECT_SCHEMA, "ledger": LEDGER_SCHEMA,
-            "notifications": NOTIFICATION_SCHEMA, "pools": POOL_SCHEMA}
+            "notifications": NOTIFICATION_SCHEMA, "pools": POOL_SCHEMA, "inputs": INPUT_SCHEMA}
 
 
 # ---- the queries -----------------------------------------------------------------
@@ -126,13 +127,13 @@ def _sql_type(t: pa.DataType) -> str:
 
 
 def _view(con: duckdb.DuckDBPyConnection, name: str, files: list[str],
-          empty: pa.Schema) -> None:
-    """View `name` over Hive-partitioned Parquet `files` (bound as a list,
-    never pasted into SQL); an empty view of `empty` plus ``month`` when
-    there are none."""
+          empty: pa.Schema, by_month: bool = True) -> None:
+    """View `name` over the Parquet `files` (bound as a list, never pasted
+    into SQL), Hive-partitioned by ``month`` when `by_month`; an empty view
+    of `empty` (plus ``month``) when there are none."""
     if files:
-        rel = con.sql("SELECT * FROM read_parquet($files, hive_partitioning = true, "
-                      "hive_types = {'month': 'VARCHAR'}, union_by_name = true)",
+        hive = ", hive_partitioning = true, hive_types = {'month': 'VARCHAR'}" if by_month else ""
+        rel = con.sql(f"SELECT * FROM read_parquet($files{hive}, union_by_name = true)",
                       params={"files": files})
         # columns no file has yet (e.g. the reference columns of Teams
         # imports) are NULL, so queries can name every column of `empty`
@@ -142,7 +143,7 @@ def _view(con: duckdb.DuckDBPyConnection, name: str, files: list[str],
                                                for f in missing]))
         rel.create_view(name)
         return
-    if "month" not in empty.names:
+    if by_month and "month" not in empty.names:
         empty = empty.append(pa.field("month", pa.string()))
     con.from_arrow(empty.empty_table()).create_view(name)
 
@@ -161,6 +162,7 @@ def check_output_dir(path, option: str = "--data") -> Path:
 def connect(data_dir, candidate_dir=None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the report views over `data_dir`
     (and ``candidate_*`` views over `candidate_dir`). Times are UTC."""
+    from ratecore.outputs import INPUTS_DIR
     from ratecore.state import SCHEMAS, STATE_DIR, recover
 
     con = duckdb.connect()
@@ -176,7 +178,8 @@ def connect(data_dir, candidate_dir=None) -> duckdb.DuckDBPyConnection:
         directory = Path(directory)
         recover(directory)  # finish a publish a killed run committed to (state.py)
         for name, schema in schemas.items():
-            _view(con, prefix + name, _parquet_files(directory / name), schema)
+            _view(con, prefix + name, _parquet_files(directory / name), schema,
+                  by_month=name != INPUTS_DIR)
         tenants = directory / STATE_DIR / "tenants.parquet"
         if tenants.exists():
             con.sql("SELECT * FROM read_parquet($f)",

@@ -83,8 +83,8 @@ class _Part:
     start: np.ndarray         # int64 µs
     priced: pricing.Priced    # their pricing
     tenant: np.ndarray        # int32 tenant rows
-    file: str
-    rows: np.ndarray
+    file: str | pa.Array      # where they were read: the file (one per row: a replay)
+    rows: np.ndarray          # and their row in it
 
     def cdrs(self) -> pa.Table:
         table = pa.ipc.open_file(pa.memory_map(str(self.spill))).read_all()
@@ -98,6 +98,8 @@ class _Part:
         self.priced = _subset(self.priced, idx)
         self.payer, self.start = self.payer[idx], self.start[idx]
         self.tenant, self.rows = self.tenant[idx], self.rows[idx]
+        if not isinstance(self.file, str):
+            self.file = self.file.take(pa.array(idx))
 
 
 def _set_where(keep: np.ndarray, sub: np.ndarray) -> np.ndarray:
@@ -286,16 +288,8 @@ def _rerate(cfg, out_dir: Path, month: str, cdr_paths, *, strict, as_of, threads
     return _run(cfg, snapshot, runs, later + new, out_dir, seen=seen, strict=strict,
                 as_of=max(state.as_of, as_of) if as_of is not None else state.as_of,
                 threads=threads, progress=progress, t0=t0, removes=removes,
-                replace_from=month, skip=(set(map(str, new)), _rated_ids(out_dir)))
-
-
-def _without(batch: CdrBatch, drop: np.ndarray) -> CdrBatch:
-    if not drop.any():
-        return batch
-    keep = ~drop
-    mask = pa.array(keep)
-    return CdrBatch(batch.file, batch.rows[keep], batch.cdrs.filter(mask), batch.raw.filter(mask),
-                    batch.reason[keep], batch.message[keep])
+                replace_from=month, replay=frozenset(map(str, later)),
+                replayed=_rated_ids(out_dir, files=later) if new else None)
 
 
 def _run_of(path: Path) -> int:
@@ -305,11 +299,13 @@ def _run_of(path: Path) -> int:
 
 
 def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of, threads,
-         progress, t0, removes=(), replace_from=None, skip=None) -> RunSummary:
+         progress, t0, removes=(), replace_from=None, replay=(), replayed=None) -> RunSummary:
     """Price and bill `cdr_paths` from `state`, stage every output and publish.
 
-    `skip` is (files, usage_ids): rows of those files with those ids are left
-    out without a reject (a re-rate replays them from rated/)."""
+    `replay` are rated/ files among `cdr_paths` (a re-rate): their CDRs keep
+    the file and row they were first read from, and are not input rows of
+    this run. `replayed` are the usage_ids they hold: other files' rows with
+    those ids are ``duplicate`` rejects."""
     book, tenants = cfg.book, cfg.tenants
     summary = RunSummary(out_dir)
     plan = billing.compile_plan(cfg)
@@ -317,21 +313,30 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
     rejects: list[pa.Table] = []
     with tempfile.TemporaryDirectory(prefix=SPILL, dir=out_dir) as spill:
         spill_dir = Path(spill)
+        read: dict[str, int] = {}
         for batch in read_cdrs(cdr_paths):
-            if skip and batch.file in skip[0] and len(skip[1]):
-                batch = _without(batch, fields.to_mask(
-                    pc.is_in(batch.cdrs.column("usage_id"), skip[1])))
+            file, rows = batch.file, batch.rows
+            if batch.file in replay:
+                if batch.origin is not None:
+                    file = batch.origin.column("file").combine_chunks()
+                    rows = np.asarray(batch.origin.column("row").combine_chunks(), np.int64)
+            else:
+                read[batch.file] = read.get(batch.file, 0) + len(rows)
             priced, tenant_row = _price_batch(batch, book, tenants, threads)
             if len(seen):
                 batch.reject(fields.to_mask(pc.is_in(batch.cdrs.column("usage_id"), seen)),
                              "duplicate", "column 'usage_id': already rated by an earlier run")
+            if replayed is not None and len(replayed) and batch.file not in replay:
+                batch.reject(fields.to_mask(pc.is_in(batch.cdrs.column("usage_id"), replayed)),
+                             "duplicate", "column 'usage_id': already rated (this re-rate "
+                             "replays it from rated/)")
             ok = batch.reason == None
             summary.read += len(ok)
             if not ok.all():
                 bad = ~ok
                 rejects.append(outputs.rejects_table(
-                    batch.file, batch.rows[bad], batch.raw.filter(pa.array(bad)),
-                    batch.reason[bad], batch.message[bad]))
+                    file if isinstance(file, str) else file.filter(pa.array(bad)), rows[bad],
+                    batch.raw.filter(pa.array(bad)), batch.reason[bad], batch.message[bad]))
             idx = np.flatnonzero(ok)
             accepted = batch.cdrs.filter(pa.array(ok))
             tenant = tenant_row[idx].astype(np.int32)
@@ -340,7 +345,7 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                 accepted.column("usage_id").combine_chunks(),
                 plan.payers(tenant, accepted.column("user_id")),
                 pricing.int64_values(accepted.column("start_time")), _subset(priced, idx),
-                tenant, batch.file, batch.rows[idx]))
+                tenant, file if isinstance(file, str) else file.take(pa.array(idx)), rows[idx]))
             del batch, accepted
             if progress:
                 progress(len(ok))
@@ -349,7 +354,8 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
             if dup.any():
                 n = int(dup.sum())
                 rejects.append(outputs.rejects_table(
-                    part.file, part.rows[dup], _raw_of_cdrs(part.cdrs().filter(pa.array(dup))),
+                    part.file if isinstance(part.file, str) else part.file.filter(pa.array(dup)),
+                    part.rows[dup], _raw_of_cdrs(part.cdrs().filter(pa.array(dup))),
                     np.array(["duplicate"] * n, dtype=object),
                     np.array(["column 'usage_id': already rated in this run"] * n, dtype=object)))
                 part.drop(dup)
@@ -374,7 +380,8 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
             for k, part in enumerate(parts):
                 n = len(part.tenant)
                 rated = outputs.rated_table(part.cdrs(), part.priced, book,
-                                            _slice(billed, start, start + n), plan)
+                                            _slice(billed, start, start + n), plan,
+                                            origin=(part.file, part.rows))
                 start += n
                 if n:
                     outputs.write_by_month(rated, outputs.month_of(rated.column("start_time")),
@@ -393,6 +400,10 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                                            staging / name, tag)
             summary.ledger.update(billed.ledger.column("kind").to_pylist())
             summary.notifications.update(billed.notifications.column("kind").to_pylist())
+            if read:
+                (staging / outputs.INPUTS_DIR).mkdir(parents=True)
+                outputs.write_parquet(outputs.inputs_table(runs, read),
+                                      staging / outputs.INPUTS_DIR / f"{tag}.parquet")
             _stage_pools(billed.pools, out_dir, staging, replace_from)
             write_state(state, staging / STATE_DIR, runs)
             for m, snap in snapshots.items():

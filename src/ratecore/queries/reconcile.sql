@@ -1,6 +1,6 @@
 -- reconcile: one row per invariant of a run's outputs (SPEC §9), with
 -- passed, how many items were checked, how many failed, and the first
--- failing item as an example. `ratecore report reconcile --check` exits 1
+-- failing item as an example. `ratecore report reconcile --check` exits 3
 -- when any row fails.
 --
 --   balance_rollforward    per tenant and ledger month: opening + funded (fund,
@@ -18,13 +18,15 @@
 --   pool_use_matches_calls per tenant and pool, over all months: the pools'
 --                          used_seconds sum to the rated calls' pool_seconds
 --   usage_id_unique        every rated usage_id once, over all months
---   rejects_accounted      every rejected input row (file, row) once, and every
---                          `duplicate` reject names a rated usage_id
+--   rows_accounted         every data row of every CDR file a run read (inputs/):
+--                          per (file, row), rated/ and rejects/ hold it as many
+--                          times as runs read it (once per read), and nothing
+--                          else; a re-rate's replay keeps where a CDR was read.
+--                          Over all months and tenants (not checked with $tenant:
+--                          an input row may have no tenant)
+--   duplicates_named       every `duplicate` reject names a rated usage_id
 --
--- Together these say every call and every cent is accounted for. Rated rows
--- do not name their input file and row, so that every input row was rated
--- or rejected is checked only as far as the outputs can tell
--- (rejects_accounted with usage_id_unique).
+-- Together these say every input row, call and cent is accounted for.
 -- Parameters: $month (YYYY-MM: month-scoped checks keep that month; the
 -- all-months ones are unchanged), $tenant.
 WITH
@@ -88,6 +90,37 @@ pool_use AS (
 reject_rows AS (
     SELECT * FROM rejects WHERE $tenant IS NULL OR tenant_id = $tenant
 ),
+origin_counts AS (
+    SELECT "file", "row", count(*) AS n
+    FROM (SELECT "file", "row" FROM rated UNION ALL SELECT "file", "row" FROM rejects)
+    WHERE $tenant IS NULL
+    GROUP BY ALL
+),
+origin_reads AS (
+    -- how many reads each (file, row) has: the runs that read at least `row` rows of it
+    SELECT o."file", o."row", o.n, count(i."file") AS reads
+    FROM origin_counts AS o
+    LEFT JOIN inputs AS i ON i."file" = o."file" AND o."row" BETWEEN 1 AND i."rows"
+    GROUP BY ALL
+),
+file_rows AS (
+    SELECT coalesce(i."file", o."file") AS "file", coalesce(i.rows, 0) AS expected,
+           coalesce(o.accounted, 0) AS accounted, coalesce(o.extra, 0) AS extra,
+           o.example
+    FROM (SELECT "file", sum("rows") AS "rows" FROM inputs WHERE $tenant IS NULL GROUP BY ALL)
+         AS i
+    FULL JOIN (SELECT "file", sum(least(n, reads)) AS accounted,
+                      sum(greatest(n - reads, 0)) AS extra,
+                      min(coalesce("file", '(no file)') || ' row ' || coalesce("row", 0)
+                          || ': rated or rejected ' || n || ' times, read ' || reads
+                          || ' times') FILTER (n <> reads) AS example
+               FROM origin_reads GROUP BY ALL) AS o USING ("file")
+),
+duplicate_orphans AS (
+    SELECT * FROM reject_rows AS r
+    WHERE r.reason = 'duplicate'
+      AND NOT EXISTS (SELECT 1 FROM calls AS c WHERE c.usage_id = r.usage_id)
+),
 results AS (
     SELECT 1 AS k, 'balance_rollforward' AS invariant, count(*) AS checked,
            count(*) FILTER (opening + funded - spent - forfeited + failed_amount <> closing)
@@ -139,19 +172,19 @@ results AS (
            min(usage_id || ' rated ' || n || ' times') FILTER (n > 1)
     FROM (SELECT usage_id, count(*) AS n FROM calls GROUP BY usage_id)
     UNION ALL
-    SELECT 8, 'rejects_accounted', (SELECT count(*) FROM reject_rows),
-           coalesce(sum(n - 1), 0)
-           + (SELECT count(*) FROM reject_rows AS r
-              WHERE r.reason = 'duplicate'
-                AND NOT EXISTS (SELECT 1 FROM calls AS c WHERE c.usage_id = r.usage_id)),
-           coalesce(min("file" || ' row ' || "row" || ' rejected ' || n || ' times')
-                    FILTER (n > 1),
-                    (SELECT min("file" || ' row ' || "row" || ': duplicate of ' || usage_id
-                                || ', which is not rated')
-                     FROM reject_rows AS r
-                     WHERE r.reason = 'duplicate'
-                       AND NOT EXISTS (SELECT 1 FROM calls AS c WHERE c.usage_id = r.usage_id)))
-    FROM (SELECT "file", "row", count(*) AS n FROM reject_rows GROUP BY ALL)
+    SELECT 8, 'rows_accounted', sum(expected),
+           sum(expected - accounted + extra),
+           coalesce(min(example),
+                    min("file" || ': ' || (expected - accounted) || ' of ' || expected
+                        || ' input rows neither rated nor rejected')
+                        FILTER (accounted < expected))
+    FROM file_rows
+    UNION ALL
+    SELECT 9, 'duplicates_named',
+           (SELECT count(*) FROM reject_rows WHERE reason = 'duplicate'),
+           count(*), min("file" || ' row ' || "row" || ': duplicate of ' || usage_id
+                         || ', which is not rated')
+    FROM duplicate_orphans
 )
 SELECT invariant,
        coalesce(failed, 0) = 0              AS passed,
