@@ -233,8 +233,9 @@ def rerate(config_dir, out_dir, month: str, cdr_paths=(), *, deck_file=None,
     CDR files given too join the replay with the rows not rated yet (CDRs
     that arrived late; one starting before `month` is billed as ``late`` at
     the month's opening); their rows already rated are the ones replayed
-    from ``rated/`` and are skipped. Tenants end at the as-of time the last
-    run reached, or `as_of` if later.
+    from ``rated/``, and are ``duplicate`` rejects. Replayed CDRs keep the
+    file and row they were first read from. Tenants end at the as-of time
+    the last run reached, or `as_of` if later.
 
     Raises
     ------
