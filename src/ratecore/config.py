@@ -155,10 +155,7 @@ def load_skus(path: str | Path | None = None) -> SkuCatalog:
 
     The shipped catalog is used when `path` is None or does not exist.
     """
-    if path is None or not Path(path).exists():
-        with resources.as_file(_shipped("skus.csv")) as shipped:
-            return _load_skus(Path(shipped))
-    return _load_skus(Path(path))
+    return _or_shipped(path, "skus.csv", _load_skus)
 
 
 def _load_skus(path: Path) -> SkuCatalog:
@@ -238,10 +235,15 @@ def load_zones(path: str | Path | None = None) -> Zones:
     """Read zones (columns ``kind,country,member``; kinds ``domestic``,
     ``pool_group``, ``zone_a``). The shipped file is used when `path` is
     None or does not exist."""
+    return _or_shipped(path, "zones.csv", _load_zones)
+
+
+def _or_shipped(path, name: str, load):
+    """`load` the file at `path`, or the shipped `name` when there is none."""
     if path is None or not Path(path).exists():
-        with resources.as_file(_shipped("zones.csv")) as shipped:
-            return _load_zones(Path(shipped))
-    return _load_zones(Path(path))
+        with resources.as_file(_shipped(name)) as shipped:
+            return load(Path(shipped))
+    return load(Path(path))
 
 
 def _load_zones(path: Path) -> Zones:
