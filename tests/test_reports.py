@@ -430,6 +430,11 @@ def test_reconcile_green_on_generated_outputs(sample):
                                                    if e["kind"] == "debit"})
     code, _ = cli("report", "reconcile", "--data", out, "--check")
     assert code == 0
+    one = {g["invariant"]: g for g in report("reconcile", out, tenant="tenant1")}
+    assert all(g["passed"] for g in one.values()), one
+    assert one["rows_accounted"]["checked"] == 0          # needs every tenant
+    assert one["usage_id_unique"]["checked"] == sum(r["tenant_id"] == "tenant1"
+                                                    for r in rows(out, "rated")) > 0
 
 
 def input_rows(out: Path) -> int:
