@@ -90,8 +90,10 @@ CASES = {
     "reconcile": {},
     "impact": {"candidate": True},
     "usage_one_tenant": {"tenant": "largest"},
-    "usage_all_tenants": {"output": "parquet"},
-    # reports.write_report: DuckDB's batches streamed into the file writer
+    # the report itself, every call of the month as one Arrow table
+    "usage_all_tenants": {},
+    # as `ratecore report usage --format parquet|csv --output F` writes it
+    # (reports.write_report: DuckDB's batches streamed into the file writer)
     "usage_all_tenants_streamed": {"output": "parquet", "stream": True},
     "usage_all_tenants_csv_streamed": {"output": "csv", "stream": True},
 }
@@ -100,9 +102,8 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_report_over_a_month(benchmark, outputs, case, tmp_path):
     """One report over the sample's month (20M CDRs by default), to Arrow;
-    ``usage_all_tenants`` exports every call of the month to Parquet as
-    ``ratecore report`` does (run_report, then export), ``*_streamed``
-    through :func:`reports.write_report`."""
+    ``*_streamed`` writes every call of the month to a Parquet or CSV file
+    through :func:`reports.write_report`, as ``ratecore report`` does."""
     from ratecore import reports
 
     current, candidate = outputs
