@@ -87,6 +87,25 @@ def test_running_twice_adds_only_duplicates(sample, tmp_path):
     assert "earlier run" in rej.column("message")[0].as_py()
 
 
+def test_a_duplicate_within_a_run_keeps_its_row_as_read(tmp_path):
+    """The reject of a row whose usage_id an earlier row of the same run
+    has holds the cells as the file wrote them, like any other reject."""
+    config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
+    path = tmp_path / "c" / "c.csv"
+    path.parent.mkdir()
+    path.write_text(
+        "usage_id,tenant_id,user_id,call_type,caller_number,callee_number,number_type,"
+        "start_time,duration_seconds,call_id,conference_id,reference_charge,reference_currency\n"
+        "a,t1,u1,user_out,+12065550100,+4420,user,2024-02-10T10:00:00Z,60,c-a,,0.0300,GBP\n"
+        "a, t1 ,u1,USER_OUT,+12065550100,+4420,user,2024-02-10 11:00:00+01:00,061,c-b,,0.0310,gbp\n")
+    run.rate(config, [path.parent], tmp_path / "out")
+    (rej,) = read(tmp_path / "out", "rejects").to_pylist()
+    assert (rej["file"], rej["row"], rej["reason"]) == (str(path), 2, "duplicate")
+    assert (rej["tenant_id"], rej["call_type"], rej["start_time"], rej["duration_seconds"],
+            rej["call_id"], rej["reference_charge"], rej["reference_currency"]) == \
+        (" t1 ", "USER_OUT", "2024-02-10 11:00:00+01:00", "061", "c-b", "0.0310", "gbp")
+
+
 def test_balances_reconcile_with_the_ledger(sample, tmp_path):
     s, split, _ = sample
     out = tmp_path / "out"

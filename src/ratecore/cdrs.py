@@ -164,8 +164,7 @@ def normalise(path: Path, raw: pa.Table, first_row: int) -> CdrBatch:
     """Canonical columns of one raw batch, with its row-level rejects."""
     n = raw.num_rows
     names = raw.column_names
-    raw_text = pa.table({c: (_as_string(raw.column(c)) if c in names
-                             else pa.nulls(n, pa.string())) for c in RAW_COLUMNS})
+    raw_text = _raw_text(raw)
     batch = CdrBatch(str(path), np.arange(first_row + 1, first_row + n + 1, dtype=np.int64),
                      None, raw_text, np.full(n, None, dtype=object), np.full(n, None, dtype=object),
                      raw.select(list(ORIGIN_COLUMNS))
@@ -265,6 +264,28 @@ def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -
             raise CdrFileError(f"{path}: column '{f.name}' holds {arr.type}; money must be "
                                "decimal or text (a float is never read as money)")
     return out
+
+
+def _raw_text(raw: pa.Table) -> pa.Table:
+    """RAW_COLUMNS of a raw batch as text (null where the file has no such column)."""
+    return pa.table({c: (_as_string(raw.column(c)) if c in raw.column_names
+                         else pa.nulls(raw.num_rows, pa.string())) for c in RAW_COLUMNS})
+
+
+def raw_rows(path, rows: np.ndarray) -> pa.Table:
+    """The raw text (RAW_COLUMNS) of data rows `rows` (1-based, ascending)
+    of a CDR file, read again: what a reject found after its batch was let
+    go keeps."""
+    parts = []
+    for raw, first in read_batches(Path(path)):
+        pick = rows[(rows > first) & (rows <= first + raw.num_rows)] - first - 1
+        if len(pick):
+            parts.append(_raw_text(raw.take(pa.array(pick))))
+    table = pa.concat_tables(parts) if parts else _raw_text(pa.table({}))
+    if table.num_rows != len(rows):
+        raise CdrFileError(f"{path}: changed while it was rated (rows {rows[0]}.. no longer "
+                           "there)")
+    return table
 
 
 def read_cdrs(paths) -> Iterator[CdrBatch]:

@@ -35,7 +35,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ratecore import billing, fields, outputs, pricing
-from ratecore.cdrs import CdrBatch, cdr_files, read_cdrs
+from ratecore.cdrs import CdrBatch, cdr_files, raw_rows, read_cdrs
 from ratecore.config import load_config
 from ratecore.deck import RateBook
 from ratecore.errors import InputError
@@ -354,9 +354,12 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
         for part, dup in zip(parts, _duplicates(parts)):
             if dup.any():
                 n = int(dup.sum())
+                # a file's rows as read; a replay's (rated/ holds no raw text) as rated
+                raw = (raw_rows(part.file, part.rows[dup]) if isinstance(part.file, str)
+                       else _raw_of_cdrs(part.cdrs().filter(pa.array(dup))))
                 rejects.append(outputs.rejects_table(
                     part.file if isinstance(part.file, str) else part.file.filter(pa.array(dup)),
-                    part.rows[dup], _raw_of_cdrs(part.cdrs().filter(pa.array(dup))),
+                    part.rows[dup], raw,
                     np.array(["duplicate"] * n, dtype=object),
                     np.array(["column 'usage_id': already rated in this run"] * n, dtype=object)))
                 part.drop(dup)
