@@ -784,31 +784,3 @@ cdef int8_t* _w8(object a) except? NULL:
 cdef uint8_t* _wu8(object a) except? NULL:
     cdef uint8_t[::1] v = a
     return &v[0] if v.shape[0] else <uint8_t*> NULL
-
-
-def unpack_outputs(const uint8_t[::1] recs, int64_t[::1] charge, int64_t[::1] unbilled_amount,
-                   int64_t[::1] balance_after, int32_t[::1] pool, int32_t[::1] pool_seconds,
-                   int32_t[::1] charged_seconds, int32_t[::1] unbilled_seconds,
-                   int8_t[::1] domestic, int8_t[::1] capability, int8_t[::1] status):
-    """Split the pass's output records into columns, in one sequential pass."""
-    cdef int64_t n = charge.shape[0], i
-    if recs.shape[0] != n * <int64_t>sizeof(OutRec):
-        raise ValueError("unpack_outputs: record buffer has the wrong size")
-    if (unbilled_amount.shape[0] != n or balance_after.shape[0] != n or pool.shape[0] != n
-            or pool_seconds.shape[0] != n or charged_seconds.shape[0] != n
-            or unbilled_seconds.shape[0] != n or domestic.shape[0] != n
-            or capability.shape[0] != n or status.shape[0] != n):
-        raise ValueError("unpack_outputs: columns differ in length")
-    cdef const OutRec* r = <const OutRec*> &recs[0] if n else NULL
-    with nogil:
-        for i in range(n):
-            charge[i] = r[i].charge
-            unbilled_amount[i] = r[i].unbilled_amount
-            balance_after[i] = r[i].balance_after
-            pool[i] = r[i].pool
-            pool_seconds[i] = r[i].pool_seconds
-            charged_seconds[i] = r[i].charged_seconds
-            unbilled_seconds[i] = r[i].unbilled_seconds
-            domestic[i] = r[i].domestic
-            capability[i] = r[i].capability
-            status[i] = r[i].status

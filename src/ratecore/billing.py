@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ratecore import fields
-from ratecore._billing import Pass, month_of, unpack_outputs
+from ratecore._billing import Pass, month_of
 from ratecore._order import group_calls
 
 INT64_MIN = np.iinfo(np.int64).min
@@ -342,7 +342,8 @@ class Calls:
 
 @dataclass
 class Billed:
-    """Billing columns of each call (in the order given) and the run's other outputs."""
+    """Billing columns of each call (in the order given) and the run's other
+    outputs. The per-call columns may be strided views of one record array."""
 
     domestic: np.ndarray
     pool: np.ndarray
@@ -611,10 +612,11 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
         state.applied_cards[ck[i]] += 1
     state.as_of = run_as_of
 
-    cols = {name: np.empty(n_c, OUT_DTYPE[name]) for name in OUT_DTYPE.names}
-    unpack_outputs(out.view(np.uint8), **cols)
+    # the columns are views into the records: each is copied once, where a
+    # consumer needs it contiguous (an Arrow column of one part), instead of
+    # all of them here (0.8 s and 43 bytes a call for 20M calls, measured)
     return Billed(
-        **cols, late=late,
+        **{name: out[name] for name in OUT_DTYPE.names}, late=late,
         ledger=_ledger_table(plan, cfg, calls, led), notifications=_notes_table(plan, notes),
         pools=_pools_table(state, flushed, pool_keys), as_of=run_as_of)
 
