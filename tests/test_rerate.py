@@ -57,6 +57,18 @@ def test_rerate_after_monthly_runs_equals_one_run(sample, tmp_path, which):
     _same_outputs(one, many)
 
 
+def test_rerate_billed_in_stretches_equals_one_run(sample, tmp_path, monkeypatch):
+    s, split, months = sample
+    one = tmp_path / "one"
+    run.rate(s.config_dir, [split], one)
+    monkeypatch.setattr(run, "WINDOW_CALLS", 500)
+    many = tmp_path / "many"
+    for m in months:
+        run.rate(s.config_dir, [split / m], many)
+    run.rerate(s.config_dir, many, months[1])
+    _same_outputs(one, many)
+
+
 def test_rerate_with_a_new_deck_rebills_that_month_and_the_later_ones(sample, tmp_path):
     s, split, months = sample
     # every deck at twice its rates, in one candidate file

@@ -69,6 +69,30 @@ def test_two_runs_equal_one(sample, tmp_path):
     assert {"included", "charged", "free"} <= statuses
 
 
+@pytest.mark.parametrize("window", [150, 3_000])
+def test_billing_a_run_in_stretches_changes_nothing(sample, tmp_path, monkeypatch, window):
+    """A run bills its calls a stretch of start time at a time (bounded
+    memory); however short the stretches, the outputs, the state and the
+    states kept at month openings are the ones of a single pass."""
+    s, split, months = sample
+    whole = tmp_path / "whole"
+    run.rate(s.config_dir, [split], whole)
+    assert len(list((whole / "rated").rglob("*.parquet"))) == len(months)  # no cut but months
+    monkeypatch.setattr(run, "WINDOW_CALLS", window)
+    cut = tmp_path / "cut"
+    run.rate(s.config_dir, [split], cut)
+    n = read(cut, "rated").num_rows
+    assert len(list((cut / "rated").rglob("*.parquet"))) >= n // window   # it was cut
+    for name in OUTPUTS:
+        assert read(whole, name).equals(read(cut, name)), name
+    kept = [Path("state")] + [Path("state") / "months" / m for m in months]
+    for d in kept:
+        tables = sorted((whole / d).glob("*.parquet"))
+        assert tables, d
+        for f in tables:
+            assert pq.read_table(f).equals(pq.read_table(cut / d / f.name)), f
+
+
 def test_running_twice_adds_only_duplicates(sample, tmp_path):
     s, split, months = sample
     out = tmp_path / "out"

@@ -484,8 +484,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
     and calls to the run's as-of time. `state` is updated in place."""
     n_t = len(plan.tenant_ids)
     starts = calls.start
-    run_as_of = max([state.as_of] + ([int(as_of)] if as_of is not None else [])
-                    + ([int(starts.max())] if len(starts) else []))
+    run_as_of = end_of_run(state, starts.max() if len(starts) else None, as_of)
 
     # kernel state in config order
     ks = SimpleNamespace()
@@ -641,6 +640,28 @@ def _calls_subset(calls: Calls, idx: np.ndarray) -> Calls:
                  payer=None if calls.payer is None else calls.payer[idx])
 
 
+def end_of_run(state: BillingState, last_start: int | None, as_of: int | None) -> int:
+    """The instant a run ends at: the latest of the state's, `as_of` and
+    its last call's start."""
+    return max([state.as_of] + ([int(as_of)] if as_of is not None else [])
+               + ([int(last_start)] if last_start is not None else []))
+
+
+def run_openings(state: BillingState, first_start: int | None, last_start: int | None,
+                 as_of: int | None) -> list[int]:
+    """The month openings a run from `state` over calls starting from
+    `first_start` to `last_start` passes, where :func:`bill_months` stops
+    (a first run: from the opening of its first call's month)."""
+    final = end_of_run(state, last_start, as_of)
+    if final == INT64_MIN:          # nothing happened yet: no month to open
+        return []
+    lower = state.as_of
+    if lower == INT64_MIN:
+        first = first_start if first_start is not None else final
+        lower = month_openings(first - 32 * 86_400_000_000, first)[-1] - 1
+    return month_openings(lower, final)
+
+
 def bill_months(cfg, plan: Plan, state: BillingState, calls: Calls, *,
                 as_of: int | None = None, threads: int = 1) -> tuple[Billed, dict]:
     """:func:`bill`, stopped at every month opening the run passes, so the
@@ -652,16 +673,9 @@ def bill_months(cfg, plan: Plan, state: BillingState, calls: Calls, *,
     (empty state) stops at the opening of its first call's month too.
     """
     n = len(calls)
-    final = max([state.as_of] + ([int(as_of)] if as_of is not None else [])
-                + ([int(calls.start.max())] if n else []))
-    lower = state.as_of
     snapshots = {}
-    if final == INT64_MIN:          # nothing happened yet: no month to open
-        return bill(cfg, plan, state, calls, as_of=as_of, threads=threads), snapshots
-    if lower == INT64_MIN:
-        first = int(calls.start.min()) if n else final
-        lower = month_openings(first - 32 * 86_400_000_000, first)[-1] - 1
-    openings = month_openings(lower, final)
+    openings = run_openings(state, int(calls.start.min()) if n else None,
+                            int(calls.start.max()) if n else None, as_of)
     if not openings:
         return bill(cfg, plan, state, calls, as_of=as_of, threads=threads), snapshots
     month_of_call = np.searchsorted(np.array(openings, np.int64), calls.start, side="right")
@@ -687,9 +701,18 @@ def _merge(segments: list, n: int) -> Billed:
         for idx, b in segments:
             arr[idx] = getattr(b, name)
         per_call[name] = arr
-    pools = pa.concat_tables([b.pools for _, b in segments])
+    return Billed(**per_call,
+                  ledger=pa.concat_tables([b.ledger for _, b in segments]),
+                  notifications=pa.concat_tables([b.notifications for _, b in segments]),
+                  pools=merge_pools([b.pools for _, b in segments]),
+                  as_of=segments[-1][1].as_of)
+
+
+def merge_pools(tables: list[pa.Table]) -> pa.Table:
+    """The pools tables of consecutive stretches of one run as one: a later
+    stretch's figure for the same pool-month is the newer one."""
+    pools = pa.concat_tables(tables)
     if pools.num_rows:
-        # a later segment's figure for the same pool-month is the newer one
         key = pc.binary_join_element_wise(pools.column("tenant_id"), pools.column("month"),
                                           pools.column("pool"), "\x1f")
         last = pa.table({"k": key, "i": pa.array(np.arange(pools.num_rows))}).group_by(
@@ -697,10 +720,7 @@ def _merge(segments: list, n: int) -> Billed:
         pools = pools.take(last)
         pools = pools.sort_by([("tenant_id", "ascending"), ("month", "ascending"),
                                ("pool", "ascending")])
-    return Billed(**per_call,
-                  ledger=pa.concat_tables([b.ledger for _, b in segments]),
-                  notifications=pa.concat_tables([b.notifications for _, b in segments]),
-                  pools=pools, as_of=segments[-1][1].as_of)
+    return pools
 
 
 # ---- output tables ------------------------------------------------------------

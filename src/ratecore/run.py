@@ -70,36 +70,59 @@ class RunSummary:
     seconds: float = 0.0
 
 
+#: What billing needs of each accepted CDR, spilled with it (see _Part).
+_PRICED = ("status", "service", "row", "billable", "charge")
+
+
 @dataclass
 class _Part:
-    """The accepted CDRs of one batch: their input columns spilled to an
-    Arrow file (read back, memory-mapped, when rated records are written),
-    what billing needs kept in memory."""
+    """The accepted CDRs of one batch, spilled to an Arrow file together
+    with what billing needs of them (``_tenant``, ``_payer``, the pricing
+    as ``_status`` … ``_charge``, and where each was read: ``_src_row``, and
+    ``_src_file`` for a replay) and read back memory-mapped. Memory holds
+    no column of them: pages of the spill are the file's, which the kernel
+    can drop and read again (SPEC §8)."""
 
-    spill: Path               # Arrow IPC file of the accepted CDRs as read
-    keep: np.ndarray | None   # rows of `spill` still accepted (None: all)
-    usage_id: pa.Array
-    payer: np.ndarray         # int32 payer of each CDR (-1 none)
-    start: np.ndarray         # int64 µs
-    priced: pricing.Priced    # their pricing
-    tenant: np.ndarray        # int32 tenant rows
-    file: str | pa.Array      # where they were read: the file (one per row: a replay)
-    rows: np.ndarray          # and their row in it
+    spill: Path               # the Arrow IPC file
+    file: str | None          # the file its CDRs were read from (None: per row, a replay)
+    keep: np.ndarray | None = None   # rows of the spill still accepted (None: all)
 
-    def cdrs(self) -> pa.Table:
-        table = pa.ipc.open_file(pa.memory_map(str(self.spill))).read_all()
-        return table if self.keep is None else table.filter(pa.array(self.keep))
+    def table(self) -> pa.Table:
+        return pa.ipc.open_file(pa.memory_map(str(self.spill))).read_all()
+
+    def kept(self, table: pa.Table) -> np.ndarray:
+        """Positions in the spill of the accepted rows."""
+        return np.arange(table.num_rows) if self.keep is None else np.flatnonzero(self.keep)
 
     def drop(self, mask: np.ndarray) -> None:
+        """Drop accepted rows (`mask` over the accepted rows, in order)."""
         keep = ~mask
         self.keep = keep if self.keep is None else _set_where(self.keep, keep)
-        self.usage_id = self.usage_id.filter(pa.array(keep))
-        idx = np.flatnonzero(keep)
-        self.priced = _subset(self.priced, idx)
-        self.payer, self.start = self.payer[idx], self.start[idx]
-        self.tenant, self.rows = self.tenant[idx], self.rows[idx]
-        if not isinstance(self.file, str):
-            self.file = self.file.take(pa.array(idx))
+
+
+def _values(table: pa.Table, name: str, at: np.ndarray | None = None) -> np.ndarray:
+    """A fixed-width column of a spill as numpy (a view of the mapped file
+    unless taken at `at`)."""
+    col = table.column(name)
+    arr = np.asarray(col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
+    return arr if at is None else arr[at]
+
+
+def _starts(table: pa.Table) -> np.ndarray:
+    """The start times of a spill, int64 µs (a view of the mapped file)."""
+    return pricing.int64_values(table.column("start_time"))
+
+
+def _cdrs(table: pa.Table, at: np.ndarray) -> pa.Table:
+    """The CDR columns of a spill at positions `at`."""
+    return table.select([c for c in table.column_names if not c.startswith("_")]).take(
+        pa.array(at))
+
+
+def _origin(part: _Part, table: pa.Table, at: np.ndarray):
+    """(file, rows) the CDRs at `at` of a spill were read from."""
+    file = part.file if part.file is not None else table.column("_src_file").take(pa.array(at))
+    return file, _values(table, "_src_row", at)
 
 
 def _set_where(keep: np.ndarray, sub: np.ndarray) -> np.ndarray:
@@ -140,21 +163,26 @@ def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int):
 
 
 def _duplicates(parts: list[_Part]) -> list[np.ndarray]:
-    """Per part, the mask of rows whose usage_id an earlier row already has."""
-    masks = [np.zeros(len(p.usage_id), dtype=bool) for p in parts]
+    """Per part, the mask of accepted rows whose usage_id an earlier row already has."""
+    ids = []
+    for p in parts:
+        t = p.table()
+        ids.append(t.column("usage_id").take(pa.array(p.kept(t))) if p.keep is not None
+                   else t.column("usage_id"))
+    masks = [np.zeros(len(u), dtype=bool) for u in ids]
     if not parts:
         return masks
-    uid = pa.chunked_array([p.usage_id for p in parts], pa.string())
+    uid = pa.chunked_array([c for u in ids for c in u.chunks], pa.string())
     if pc.count_distinct(uid).as_py() == len(uid):
         return masks
-    ids = pa.table({"u": uid, "i": pa.array(np.arange(len(uid), dtype=np.int64))})
-    first = ids.group_by("u", use_threads=False).aggregate([("i", "min")])
+    table = pa.table({"u": uid, "i": pa.array(np.arange(len(uid), dtype=np.int64))})
+    first = table.group_by("u", use_threads=False).aggregate([("i", "min")])
     first_pos = np.zeros(len(uid), dtype=bool)
     first_pos[np.asarray(first.column("i_min"))] = True
     start = 0
-    for k, p in enumerate(parts):
-        masks[k] = ~first_pos[start: start + len(p.usage_id)]
-        start += len(p.usage_id)
+    for k, u in enumerate(ids):
+        masks[k] = ~first_pos[start: start + len(u)]
+        start += len(u)
     return masks
 
 
@@ -341,26 +369,31 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
             idx = np.flatnonzero(ok)
             accepted = batch.cdrs.filter(pa.array(ok))
             tenant = tenant_row[idx].astype(np.int32)
-            parts.append(_Part(
-                _spill(accepted, spill_dir / f"{len(parts):05d}.arrow"), None,
-                accepted.column("usage_id").combine_chunks(),
-                plan.payers(tenant, accepted.column("user_id")),
-                pricing.int64_values(accepted.column("start_time")), _subset(priced, idx),
-                tenant, file if isinstance(file, str) else file.take(pa.array(idx)), rows[idx]))
-            del batch, accepted
+            spilled = {"_tenant": tenant, "_payer": plan.payers(tenant, accepted.column("user_id")),
+                       **{f"_{k}": getattr(priced, k)[idx] for k in _PRICED},
+                       "_src_row": rows[idx]}
+            if not isinstance(file, str):
+                spilled["_src_file"] = file.take(pa.array(idx))
+            for name, values in spilled.items():
+                accepted = accepted.append_column(name, pa.array(values) if isinstance(
+                    values, np.ndarray) else values)
+            parts.append(_Part(_spill(accepted, spill_dir / f"{len(parts):05d}.arrow"),
+                               file if isinstance(file, str) else None))
+            del batch, accepted, spilled
             if progress:
                 progress(len(ok))
 
         for part, dup in zip(parts, _duplicates(parts)):
             if dup.any():
                 n = int(dup.sum())
+                table = part.table()
+                at = part.kept(table)[dup]
+                file, rows = _origin(part, table, at)
                 # a file's rows as read; a replay's (rated/ holds no raw text) as rated
-                raw = (raw_rows(part.file, part.rows[dup]) if isinstance(part.file, str)
-                       else _raw_of_cdrs(part.cdrs().filter(pa.array(dup))))
+                raw = raw_rows(file, rows) if isinstance(file, str) else \
+                    _raw_of_cdrs(_cdrs(table, at))
                 rejects.append(outputs.rejects_table(
-                    part.file if isinstance(part.file, str) else part.file.filter(pa.array(dup)),
-                    part.rows[dup], raw,
-                    np.array(["duplicate"] * n, dtype=object),
+                    file, rows, raw, np.array(["duplicate"] * n, dtype=object),
                     np.array(["column 'usage_id': already rated in this run"] * n, dtype=object)))
                 part.drop(dup)
 
@@ -373,24 +406,19 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                 f"--strict: {summary.rejected} CDR(s) rejected, nothing published; first: "
                 f"{first['file']} row {first['row']}: {first['message']}")
 
-        billed, snapshots = billing.bill_months(cfg, plan, state, _calls(parts), as_of=as_of,
-                                                threads=threads)
-        summary.as_of = billed.as_of
         runs += 1
         staging = out_dir / f".staging-{os.getpid()}-{time.time_ns()}"
         tag = f"r{runs:06d}"
         try:
-            start = 0
-            for k, part in enumerate(parts):
-                n = len(part.tenant)
-                rated = outputs.rated_table(part.cdrs(), part.priced, book,
-                                            _slice(billed, start, start + n), plan,
-                                            origin=(part.file, part.rows))
-                start += n
-                if n:
-                    outputs.write_by_month(rated, outputs.month_of(rated.column("start_time")),
-                                           staging / "rated", f"{tag}-{k:05d}")
-                _count(summary, rated)
+            snapshots, pools = {}, []
+            for k, (lo, hi, opening) in enumerate(_windows(parts, state, as_of)):
+                billed = _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging,
+                                      f"{tag}-{k:04d}", as_of=as_of if hi is None else hi - 1,
+                                      threads=threads)
+                if opening:
+                    snapshots[billing.month_of(hi)] = state.copy()
+                pools.append(billed.pools)
+                summary.as_of = billed.as_of
             if rejects:
                 rej = pa.concat_tables(rejects)
                 times = pc.cast(pc.if_else(pc.match_substring_regex(
@@ -398,17 +426,11 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                     rej.column("start_time"), None), pa.string())
                 outputs.write_by_month(rej, pc.utf8_slice_codeunits(times, 0, 7),
                                        staging / "rejects", tag)
-            for name, table in (("ledger", billed.ledger), ("notifications", billed.notifications)):
-                if table.num_rows:
-                    outputs.write_by_month(table, outputs.month_of(table.column("time")),
-                                           staging / name, tag)
-            summary.ledger.update(billed.ledger.column("kind").to_pylist())
-            summary.notifications.update(billed.notifications.column("kind").to_pylist())
             if read:
                 (staging / outputs.INPUTS_DIR).mkdir(parents=True)
                 outputs.write_parquet(outputs.inputs_table(runs, read),
                                       staging / outputs.INPUTS_DIR / f"{tag}.parquet")
-            _stage_pools(billed.pools, out_dir, staging, replace_from)
+            _stage_pools(billing.merge_pools(pools), out_dir, staging, replace_from)
             write_state(state, staging / STATE_DIR, runs)
             for m, snap in snapshots.items():
                 write_state(snap, staging / STATE_DIR / MONTHS_DIR / billing.month_text(m), runs)
@@ -419,6 +441,105 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                 shutil.rmtree(staging, ignore_errors=True)
         summary.seconds = time.perf_counter() - t0
         return summary
+
+
+#: About how many calls a run bills at a time. A run's calls are billed in
+#: stretches of start time (cut at month openings too, where the state is
+#: kept for --rerate), each written out before the next is gathered, so the
+#: billing pass's memory does not grow with the run (SPEC §8). Cutting
+#: changes no output: between two stretches every tenant is only advanced
+#: to the instant before the cut, as between two runs.
+WINDOW_CALLS = 4_000_000
+#: Resolution of the start-time histogram the cuts are chosen from.
+_WINDOW_BINS = 4096
+
+
+def _windows(parts: list[_Part], state, as_of) -> list[tuple]:
+    """The stretches a run bills one at a time: (from, to, to is a month
+    opening), instants in µs, `to` exclusive (None: the run's end)."""
+    lo = hi = None
+    for p in parts:
+        t = p.table()
+        start = _values(t, "start_time").view(np.int64)
+        if p.keep is not None:
+            start = start[p.keep]
+        if len(start):
+            lo = int(start.min()) if lo is None else min(lo, int(start.min()))
+            hi = int(start.max()) if hi is None else max(hi, int(start.max()))
+    openings = billing.run_openings(state, lo, hi, as_of)
+    cuts = set(openings)
+    if lo is not None:
+        width = (hi - lo) // _WINDOW_BINS + 1
+        counts = np.zeros(_WINDOW_BINS + 1, np.int64)
+        for p in parts:
+            t = p.table()
+            start = _starts(t)
+            if p.keep is not None:
+                start = start[p.keep]
+            counts += np.bincount((start - lo) // width, minlength=_WINDOW_BINS + 1)
+        if counts.sum() > WINDOW_CALLS:
+            acc = 0
+            for b, c in enumerate(counts.tolist()):
+                if acc and acc + c > WINDOW_CALLS:
+                    cuts.add(lo + b * width)
+                    acc = 0
+                acc += c
+    bounds = sorted(cuts)
+    return [(a, b, b in openings) for a, b in zip([None] + bounds, bounds + [None])]
+
+
+def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, tag: str, *,
+                 as_of, threads) -> billing.Billed:
+    """Bill the calls starting in [lo, hi) (None: unbounded) and stage their
+    rated records, ledger entries and notifications as files named `tag`."""
+    picks, cols = [], {k: [] for k in ("_tenant", "_payer", "start_time", "_service", "_status",
+                                       "_row", "_billable")}
+    ids = []
+    for p in parts:
+        t = p.table()
+        at = p.kept(t)
+        start = _starts(t)[at]
+        inside = np.ones(len(at), bool)
+        if lo is not None:
+            inside &= start >= lo
+        if hi is not None:
+            inside &= start < hi
+        at = at[inside]
+        picks.append(at)
+        for k, got in cols.items():
+            got.append(start[inside] if k == "start_time" else _values(t, k, at))
+        ids.append(t.column("usage_id").take(pa.array(at)))
+    cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
+    calls = billing.Calls(
+        tenant=cat["_tenant"].astype(np.int32), user_id=None,
+        usage_id=pa.chunked_array([c for u in ids for c in u.chunks], pa.string()
+                                  ).combine_chunks(),
+        start=cat["start_time"].astype(np.int64), service=cat["_service"].astype(np.int8),
+        status=cat["_status"].astype(np.int8), row=cat["_row"].astype(np.int32),
+        billable=cat["_billable"].astype(np.int32), payer=cat["_payer"].astype(np.int32))
+    del cols, cat, ids
+    billed = billing.bill(cfg, plan, state, calls, as_of=as_of, threads=threads)
+    del calls
+    done = 0
+    for j, (p, at) in enumerate(zip(parts, picks)):
+        if not len(at):
+            continue
+        t = p.table()
+        priced = pricing.Priced(*(_values(t, f"_{k}", at) for k in _PRICED))
+        rated = outputs.rated_table(_cdrs(t, at), priced, book,
+                                    _slice(billed, done, done + len(at)), plan,
+                                    origin=_origin(p, t, at))
+        done += len(at)
+        outputs.write_by_month(rated, outputs.month_of(rated.column("start_time")),
+                               staging / "rated", f"{tag}-{j:05d}")
+        _count(summary, rated)
+    for name, table in (("ledger", billed.ledger), ("notifications", billed.notifications)):
+        if table.num_rows:
+            outputs.write_by_month(table, outputs.month_of(table.column("time")),
+                                   staging / name, tag)
+    summary.ledger.update(billed.ledger.column("kind").to_pylist())
+    summary.notifications.update(billed.notifications.column("kind").to_pylist())
+    return billed
 
 
 def _subset(p: pricing.Priced, idx: np.ndarray) -> pricing.Priced:
@@ -434,21 +555,6 @@ def _raw_of_cdrs(cdrs: pa.Table) -> pa.Table:
         else:
             cols[c] = pa.nulls(cdrs.num_rows, pa.string())
     return pa.table(cols)
-
-
-def _calls(parts: list[_Part]) -> billing.Calls:
-    """Every accepted CDR of the run, in part order, as the billing pass reads them."""
-    def cat(get, dtype):
-        return np.concatenate([get(p) for p in parts]).astype(dtype) if parts \
-            else np.zeros(0, dtype)
-
-    return billing.Calls(
-        tenant=cat(lambda p: p.tenant, np.int32), user_id=None,
-        usage_id=pa.chunked_array([p.usage_id for p in parts], pa.string()).combine_chunks(),
-        start=cat(lambda p: p.start, np.int64), service=cat(lambda p: p.priced.service, np.int8),
-        status=cat(lambda p: p.priced.status, np.int8), row=cat(lambda p: p.priced.row, np.int32),
-        billable=cat(lambda p: p.priced.billable, np.int32),
-        payer=cat(lambda p: p.payer, np.int32))
 
 
 def _slice(b: billing.Billed, lo: int, hi: int) -> billing.Billed:
