@@ -209,3 +209,49 @@ def group_calls(const int32_t[::1] tenant, const int64_t[::1] start, const int32
         return out
     finally:
         free(ties)
+
+
+# ---- 64-bit hashes of strings, for finding duplicate usage_ids ---------------------
+#
+# A run checks its usage_ids for duplicates by sorting their hashes (8 bytes
+# each) instead of building a hash table of the strings (count_distinct over
+# 20M ids took 13 s and 3.5 GB); equal hashes are then compared as strings,
+# so the check stays exact.
+
+cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
+    # splitmix64's finaliser: every input bit flips each output bit with p ~ 1/2
+    x ^= x >> 30
+    x *= 0xbf58476d1ce4e5b9ULL
+    x ^= x >> 27
+    x *= 0x94d049bb133111ebULL
+    x ^= x >> 31
+    return x
+
+
+def hash_strings(const int32_t[::1] offsets, const uint8_t[::1] data, uint64_t[::1] out):
+    """out[i] = a 64-bit hash of bytes data[offsets[i]:offsets[i + 1]]
+    (an Arrow string array's buffers, its offset already applied)."""
+    cdef int64_t n = out.shape[0], i
+    cdef int32_t lo, hi, p
+    cdef uint64_t h, w
+    if offsets.shape[0] != n + 1:
+        raise ValueError("hash_strings: offsets must have one entry more than out")
+    if n and (offsets[0] < 0 or offsets[n] > data.shape[0] or offsets[n] < offsets[0]):
+        raise ValueError("hash_strings: offsets point outside the data")
+    cdef const uint8_t* d = &data[0] if data.shape[0] else NULL
+    with nogil:
+        for i in range(n):
+            lo = offsets[i]
+            hi = offsets[i + 1]
+            h = 0x9e3779b97f4a7c15ULL ^ <uint64_t>(hi - lo)
+            p = lo
+            while p + 8 <= hi:
+                memcpy(&w, d + p, 8)
+                h = (h ^ w) * 0xff51afd7ed558ccdULL
+                h ^= h >> 32
+                p += 8
+            if p < hi:
+                w = 0
+                memcpy(&w, d + p, hi - p)
+                h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL
+            out[i] = _mix(h)

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ratecore import billing, fields, outputs, pricing
+from ratecore import billing, fields, ids, outputs, pricing
 from ratecore.cdrs import CdrBatch, cdr_files, raw_rows, read_cdrs
 from ratecore.config import load_config
 from ratecore.deck import RateBook
@@ -164,39 +164,23 @@ def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int):
 
 def _duplicates(parts: list[_Part]) -> list[np.ndarray]:
     """Per part, the mask of accepted rows whose usage_id an earlier row already has."""
-    ids = []
+    chunks = []
     for p in parts:
         t = p.table()
-        ids.append(t.column("usage_id").take(pa.array(p.kept(t))) if p.keep is not None
-                   else t.column("usage_id"))
-    masks = [np.zeros(len(u), dtype=bool) for u in ids]
-    if not parts:
-        return masks
-    uid = pa.chunked_array([c for u in ids for c in u.chunks], pa.string())
-    if pc.count_distinct(uid).as_py() == len(uid):
-        return masks
-    table = pa.table({"u": uid, "i": pa.array(np.arange(len(uid), dtype=np.int64))})
-    first = table.group_by("u", use_threads=False).aggregate([("i", "min")])
-    first_pos = np.zeros(len(uid), dtype=bool)
-    first_pos[np.asarray(first.column("i_min"))] = True
-    start = 0
-    for k, u in enumerate(ids):
-        masks[k] = ~first_pos[start: start + len(u)]
-        start += len(u)
-    return masks
+        col = t.column("usage_id")
+        chunks.append(col.take(pa.array(p.kept(t))) if p.keep is not None else col)
+    return ids.later_duplicates(chunks)
 
 
-def _rated_ids(out_dir: Path, files=None) -> pa.Array:
+def _rated_ids(out_dir: Path, files=None) -> ids.IdSet:
     """usage_id of every CDR rated by earlier runs (or in `files` of rated/)."""
     rated = out_dir / "rated"
-    if files is None and not rated.exists():
-        return pa.array([], pa.string())
-    if files is not None and not files:
-        return pa.array([], pa.string())
+    if files is None and not rated.exists() or files is not None and not files:
+        return ids.IdSet(pa.array([], pa.string()))
     source = rated if files is None else [str(f) for f in files]
     table = ds.dataset(source, format="parquet", partitioning="hive").to_table(
         columns=["usage_id"])
-    return table.column("usage_id").combine_chunks().cast(pa.string())
+    return ids.IdSet(table.column("usage_id"))
 
 
 def parse_as_of(text: str) -> int:
@@ -353,10 +337,10 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                 read[batch.file] = read.get(batch.file, 0) + len(rows)
             priced, tenant_row = _price_batch(batch, book, tenants, threads)
             if len(seen):
-                batch.reject(fields.to_mask(pc.is_in(batch.cdrs.column("usage_id"), seen)),
+                batch.reject(seen.member(batch.cdrs.column("usage_id")),
                              "duplicate", "column 'usage_id': already rated by an earlier run")
             if replayed is not None and len(replayed) and batch.file not in replay:
-                batch.reject(fields.to_mask(pc.is_in(batch.cdrs.column("usage_id"), replayed)),
+                batch.reject(replayed.member(batch.cdrs.column("usage_id")),
                              "duplicate", "column 'usage_id': already rated (this re-rate "
                              "replays it from rated/)")
             ok = batch.reason == None
