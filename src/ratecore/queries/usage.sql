@@ -6,8 +6,8 @@
 -- row's destination name; "Domestic/International" is NULL for calls that
 -- no deck row priced.
 -- Rows come in the order rated/ holds them: month partition, then file
--- (run number, then part), then row; within a run, the order the run read
--- its CDRs. No ORDER BY: sorting a month of 20M calls by start time took
+-- (run number, stretch of start time billed, part), then row; within a
+-- stretch, the order the run read its CDRs. No ORDER BY: sorting a month of 20M calls by start time took
 -- most of the report's time (measured, README "Reports"), and the runner
 -- keeps DuckDB's insertion order (preserve_insertion_order), so the order is
 -- the same on every run over the same outputs.
