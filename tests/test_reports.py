@@ -642,6 +642,23 @@ def test_hand_expiry_clamps_29_february(hand):
     assert [g["lot_id"] for g in report("expiry", hand) if g["section"] == "expiring"] == [2]
 
 
+def test_a_tenant_without_calls_has_its_currency(tmp_path):
+    """A tenant that was funded but made no call has no rated row to show
+    its currency: the statement and the expiry report take it from the
+    tenants.csv the run kept in state/."""
+    from billing_harness import fund, tenant, write_config
+    from conftest import cdr, deck_row, write_cdrs
+    config = write_config(tmp_path, [deck_row("44", rate="0.6000")],
+                          [tenant("t1"), tenant("t2")],
+                          funds=[fund("2024-01-05", "5.00"), fund("2024-01-06", "7.00", tid="t2")])
+    write_cdrs(tmp_path / "c" / "c.parquet", [cdr("a", "+4420", 60, start="2024-02-10T10:00:00Z")])
+    run.rate(config, [tmp_path / "c"], tmp_path / "out")
+    got = {(r["tenant_id"], r["month"]): r["currency"] for r in report("billing", tmp_path / "out")}
+    assert got[("t2", "2024-01")] == "USD" and got[("t1", "2024-02")] == "USD"
+    exp = report("expiry", tmp_path / "out", date="2025-01-01", days=30)
+    assert {r["tenant_id"]: r["currency"] for r in exp}.get("t2") == "USD"
+
+
 def test_hand_usage_and_reconcile(hand):
     got = report("usage", hand)
     assert [(g["UsageId"], g["Charge"], g["Connection Fee"], g["Capability"],

@@ -415,9 +415,12 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                 outputs.write_parquet(outputs.inputs_table(runs, read),
                                       staging / outputs.INPUTS_DIR / f"{tag}.parquet")
             _stage_pools(billing.merge_pools(pools), out_dir, staging, replace_from)
-            write_state(state, staging / STATE_DIR, runs)
+            currencies = dict(zip(tenants.ids.to_pylist(),
+                                  tenants.table.column("currency").to_pylist()))
+            write_state(state, staging / STATE_DIR, runs, currencies)
             for m, snap in snapshots.items():
-                write_state(snap, staging / STATE_DIR / MONTHS_DIR / billing.month_text(m), runs)
+                write_state(snap, staging / STATE_DIR / MONTHS_DIR / billing.month_text(m), runs,
+                            currencies)
             publish(staging, out_dir, removes=removes)
         finally:
             # once the journal names the staging directory, only recover() may remove it

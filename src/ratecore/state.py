@@ -46,7 +46,8 @@ def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
 
 
 SCHEMAS = {
-    "tenants": pa.schema([("tenant_id", pa.string())]
+    # currency: the tenant's, from tenants.csv, for reports over the outputs
+    "tenants": pa.schema([("tenant_id", pa.string()), ("currency", pa.string())]
                          + [(f, pa.int64()) for f in TENANT_FIELDS]),
     "lots": pa.schema([("tenant_id", pa.string()), ("lot_id", pa.int64()),
                        ("funded_at", pa.int64()), ("expires_at", pa.int64()),
@@ -64,11 +65,13 @@ SCHEMAS = {
 }
 
 
-def state_tables(state: BillingState) -> dict[str, pa.Table]:
-    """The state as one table per kind of record."""
+def state_tables(state: BillingState, currencies=None) -> dict[str, pa.Table]:
+    """The state as one table per kind of record (`currencies`: of each
+    tenant id, written alongside its state)."""
+    currencies = currencies or {}
     return {
-        "tenants": _table([{"tenant_id": t, **v} for t, v in sorted(state.tenants.items())],
-                          SCHEMAS["tenants"]),
+        "tenants": _table([{"tenant_id": t, "currency": currencies.get(t), **v}
+                           for t, v in sorted(state.tenants.items())], SCHEMAS["tenants"]),
         "lots": _table([{"tenant_id": t, "lot_id": lot[0], "funded_at": lot[1],
                          "expires_at": lot[2], "amount_micro": lot[3], "remaining_micro": lot[4]}
                         for t, lots in sorted(state.lots.items()) for lot in lots],
@@ -89,9 +92,9 @@ def state_tables(state: BillingState) -> dict[str, pa.Table]:
     }
 
 
-def write_state(state: BillingState, directory: Path, runs: int) -> None:
+def write_state(state: BillingState, directory: Path, runs: int, currencies=None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    for name, table in state_tables(state).items():
+    for name, table in state_tables(state, currencies).items():
         pq.write_table(table, directory / f"{name}.parquet")
     (directory / "meta.json").write_text(json.dumps(
         {"format": FORMAT, "as_of": state.as_of, "runs": runs}, indent=1))
@@ -113,6 +116,8 @@ def read_state_dir(directory: Path) -> tuple[BillingState, int]:
     t = {name: pq.read_table(directory / f"{name}.parquet").to_pylist() for name in SCHEMAS}
     st = BillingState(as_of=meta["as_of"])
     st.tenants = {r.pop("tenant_id"): r for r in t["tenants"]}
+    for r in st.tenants.values():
+        r.pop("currency", None)
     for r in t["lots"]:
         st.lots.setdefault(r["tenant_id"], []).append(
             (r["lot_id"], r["funded_at"], r["expires_at"], r["amount_micro"], r["remaining_micro"]))

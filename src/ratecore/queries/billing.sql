@@ -19,8 +19,8 @@
 -- month the calls started. A statement exists for every tenant-month with
 -- a call, and for every month from a tenant's first ledger entry on
 -- (within the months that have any entry or call, or $month).
--- currency is the tenant's currency as its rated calls show it (NULL for a
--- tenant none of whose calls matched a deck row).
+-- currency is the tenant's, from tenants.csv as the last run kept it in
+-- state/ (outputs of older runs: as its rated calls show it).
 -- Parameters: $month (YYYY-MM or NULL for every month), $tenant (or NULL).
 WITH
 entries AS NOT MATERIALIZED (
@@ -36,8 +36,10 @@ months AS (
     WHERE month IS NOT NULL AND ($month IS NULL OR month = $month)
 ),
 currencies AS (
-    SELECT tenant_id, min(currency) AS currency
-    FROM calls WHERE currency IS NOT NULL GROUP BY tenant_id
+    SELECT tenant_id, coalesce(s.currency, c.currency) AS currency
+    FROM (SELECT tenant_id, currency FROM state_tenants WHERE currency IS NOT NULL) AS s
+    FULL JOIN (SELECT tenant_id, min(currency) AS currency
+               FROM calls WHERE currency IS NOT NULL GROUP BY tenant_id) AS c USING (tenant_id)
 ),
 month_end AS (      -- each tenant's balance at the end of each month it has entries in
     SELECT tenant_id, month, arg_max(balance_after, seq) AS balance

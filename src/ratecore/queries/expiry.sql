@@ -9,16 +9,18 @@
 --              when the ledger already holds its expiry.
 --   forfeited  one row per tenant and month with expiries: lots forfeited
 --              and the amount (positive); $month, if given, keeps that month.
--- currency is the tenant's currency as its rated calls show it.
+-- currency is the tenant's, from tenants.csv as the last run kept it in
+-- state/ (outputs of older runs: as its rated calls show it).
 -- Parameters: $date (DATE), $days (INTEGER), $month (YYYY-MM or NULL), $tenant.
 WITH
 entries AS NOT MATERIALIZED (
     SELECT * FROM ledger WHERE $tenant IS NULL OR tenant_id = $tenant
 ),
 currencies AS (
-    SELECT tenant_id, min(currency) AS currency
-    FROM rated WHERE currency IS NOT NULL AND ($tenant IS NULL OR tenant_id = $tenant)
-    GROUP BY tenant_id
+    SELECT tenant_id, coalesce(s.currency, c.currency) AS currency
+    FROM (SELECT tenant_id, currency FROM state_tenants WHERE currency IS NOT NULL) AS s
+    FULL JOIN (SELECT tenant_id, min(currency) AS currency
+               FROM rated WHERE currency IS NOT NULL AND ($tenant IS NULL OR tenant_id = $tenant) GROUP BY tenant_id) AS c USING (tenant_id)
 ),
 bounds AS (
     SELECT CAST($date AS TIMESTAMPTZ) AS since,
