@@ -636,70 +636,70 @@ cdef class Pass:
         cdef Ctx* c = &self.c
         if ins.calls.dtype.itemsize != sizeof(CallRec) or out.dtype.itemsize != sizeof(OutRec):
             raise ValueError("billing kernel: record layouts differ from ratecore.billing's")
-        c.calls = <const CallRec*> _u8(ins.calls.view(np.uint8))
-        c.call_lo = _i64(ins.call_lo)
-        c.ev_time = _i64(ins.ev_time)
-        c.ev_kind = _i8(ins.ev_kind)
-        c.ev_ref = _i64(ins.ev_ref)
-        c.ev_lo = _i64(ins.ev_lo)
-        c.point0 = _i64(ins.point0)
-        c.cur_call = _w64(state.cur_call)
-        c.cur_ev = _w64(state.cur_ev)
-        c.fund_amount = _i64(ins.fund_amount)
-        c.card_valid = _i64(ins.card_valid)
-        c.rows = <const RowTerms*> _u8(ins.row_terms.view("u1"))
-        c.row_country = _i32(ins.row_country)
-        c.row_premium = _u8(ins.row_premium)
+        c.calls = <const CallRec*> _ptr(ins.calls.view(np.uint8), U8, False)
+        c.call_lo = <const int64_t*> _ptr(ins.call_lo, I64, False)
+        c.ev_time = <const int64_t*> _ptr(ins.ev_time, I64, False)
+        c.ev_kind = <const int8_t*> _ptr(ins.ev_kind, I8, False)
+        c.ev_ref = <const int64_t*> _ptr(ins.ev_ref, I64, False)
+        c.ev_lo = <const int64_t*> _ptr(ins.ev_lo, I64, False)
+        c.point0 = <const int64_t*> _ptr(ins.point0, I64, False)
+        c.cur_call = <int64_t*> _ptr(state.cur_call, I64, True)
+        c.cur_ev = <int64_t*> _ptr(state.cur_ev, I64, True)
+        c.fund_amount = <const int64_t*> _ptr(ins.fund_amount, I64, False)
+        c.card_valid = <const int64_t*> _ptr(ins.card_valid, I64, False)
+        c.rows = <const RowTerms*> _ptr(ins.row_terms.view("u1"), U8, False)
+        c.row_country = <const int32_t*> _ptr(ins.row_country, I32, False)
+        c.row_premium = <const uint8_t*> _ptr(ins.row_premium, U8, False)
         c.n_countries = ins.n_countries
-        c.domestic = _u8(ins.domestic)
-        c.zone_a = _u8(ins.zone_a)
-        c.t_country = _i32(ins.t_country)
-        c.t_credits = _u8(ins.t_credits)
-        c.t_auto = _u8(ins.t_auto)
-        c.t_trigger = _i64(ins.t_trigger)
-        c.t_recharge = _i64(ins.t_recharge)
-        c.payer_lo = _i32(ins.payer_lo)
-        c.payer_hi = _i32(ins.payer_hi)
-        c.lic_from = _i64(ins.lic_from)
-        c.lic_to = _i64(ins.lic_to)
-        c.lic_loc = _i32(ins.lic_loc)
-        c.lic_credits = _u8(ins.lic_credits)
-        c.lic_user_pool = _i32(ins.lic_user_pool)
-        c.lic_dom_pool = _i32(ins.lic_dom_pool)
-        c.lic_intl_pool = _i32(ins.lic_intl_pool)
-        c.lic_dial_pool = _i32(ins.lic_dial_pool)
-        c.pool_cp_lo = _i32(ins.pool_cp_lo)
-        c.pool_cp_hi = _i32(ins.pool_cp_hi)
-        c.cp_time = _i64(ins.cp_time)
-        c.cp_size = _i64(ins.cp_size)
-        c.pool_partner = _i32(ins.pool_partner)
-        c.pool_cap = _i32(ins.pool_cap)
-        c.pool_sku = _i8(ins.pool_sku)
-        c.s_point = _w64(state.point)
-        c.s_balance = _w64(state.balance)
-        c.s_debt = _w64(state.debt)
-        c.s_card = _w64(state.card)
-        c.s_backoff = _w64(state.backoff)
-        c.s_rc_instant = _w64(state.rc_instant)
-        c.s_rc_count = _w32(state.rc_count)
-        c.s_next_lot = _w64(state.next_lot)
-        c.s_seq = _w64(state.seq)
-        c.s_nseq = _w64(state.nseq)
-        c.lot_base = _i64(state.lot_base)
-        c.lot_cap = _i32(state.lot_cap)
-        c.lot_head = _w32(state.lot_head)
-        c.lot_count = _w32(state.lot_count)
-        c.lot_id = _w64(state.lot_id)
-        c.lot_funded = _w64(state.lot_funded)
-        c.lot_expires = _w64(state.lot_expires)
-        c.lot_amount = _w64(state.lot_amount)
-        c.lot_remaining = _w64(state.lot_remaining)
-        c.p_month = _w32(state.p_month)
-        c.p_used = _w64(state.p_used)
-        c.p_size = _w64(state.p_size)
-        c.p_flags = _wu8(state.p_flags)
-        c.cap_month = _w32(state.cap_month)
-        c.out = <OutRec*> _wu8(out.view(np.uint8))
+        c.domestic = <const uint8_t*> _ptr(ins.domestic, U8, False)
+        c.zone_a = <const uint8_t*> _ptr(ins.zone_a, U8, False)
+        c.t_country = <const int32_t*> _ptr(ins.t_country, I32, False)
+        c.t_credits = <const uint8_t*> _ptr(ins.t_credits, U8, False)
+        c.t_auto = <const uint8_t*> _ptr(ins.t_auto, U8, False)
+        c.t_trigger = <const int64_t*> _ptr(ins.t_trigger, I64, False)
+        c.t_recharge = <const int64_t*> _ptr(ins.t_recharge, I64, False)
+        c.payer_lo = <const int32_t*> _ptr(ins.payer_lo, I32, False)
+        c.payer_hi = <const int32_t*> _ptr(ins.payer_hi, I32, False)
+        c.lic_from = <const int64_t*> _ptr(ins.lic_from, I64, False)
+        c.lic_to = <const int64_t*> _ptr(ins.lic_to, I64, False)
+        c.lic_loc = <const int32_t*> _ptr(ins.lic_loc, I32, False)
+        c.lic_credits = <const uint8_t*> _ptr(ins.lic_credits, U8, False)
+        c.lic_user_pool = <const int32_t*> _ptr(ins.lic_user_pool, I32, False)
+        c.lic_dom_pool = <const int32_t*> _ptr(ins.lic_dom_pool, I32, False)
+        c.lic_intl_pool = <const int32_t*> _ptr(ins.lic_intl_pool, I32, False)
+        c.lic_dial_pool = <const int32_t*> _ptr(ins.lic_dial_pool, I32, False)
+        c.pool_cp_lo = <const int32_t*> _ptr(ins.pool_cp_lo, I32, False)
+        c.pool_cp_hi = <const int32_t*> _ptr(ins.pool_cp_hi, I32, False)
+        c.cp_time = <const int64_t*> _ptr(ins.cp_time, I64, False)
+        c.cp_size = <const int64_t*> _ptr(ins.cp_size, I64, False)
+        c.pool_partner = <const int32_t*> _ptr(ins.pool_partner, I32, False)
+        c.pool_cap = <const int32_t*> _ptr(ins.pool_cap, I32, False)
+        c.pool_sku = <const int8_t*> _ptr(ins.pool_sku, I8, False)
+        c.s_point = <int64_t*> _ptr(state.point, I64, True)
+        c.s_balance = <int64_t*> _ptr(state.balance, I64, True)
+        c.s_debt = <int64_t*> _ptr(state.debt, I64, True)
+        c.s_card = <int64_t*> _ptr(state.card, I64, True)
+        c.s_backoff = <int64_t*> _ptr(state.backoff, I64, True)
+        c.s_rc_instant = <int64_t*> _ptr(state.rc_instant, I64, True)
+        c.s_rc_count = <int32_t*> _ptr(state.rc_count, I32, True)
+        c.s_next_lot = <int64_t*> _ptr(state.next_lot, I64, True)
+        c.s_seq = <int64_t*> _ptr(state.seq, I64, True)
+        c.s_nseq = <int64_t*> _ptr(state.nseq, I64, True)
+        c.lot_base = <const int64_t*> _ptr(state.lot_base, I64, False)
+        c.lot_cap = <const int32_t*> _ptr(state.lot_cap, I32, False)
+        c.lot_head = <int32_t*> _ptr(state.lot_head, I32, True)
+        c.lot_count = <int32_t*> _ptr(state.lot_count, I32, True)
+        c.lot_id = <int64_t*> _ptr(state.lot_id, I64, True)
+        c.lot_funded = <int64_t*> _ptr(state.lot_funded, I64, True)
+        c.lot_expires = <int64_t*> _ptr(state.lot_expires, I64, True)
+        c.lot_amount = <int64_t*> _ptr(state.lot_amount, I64, True)
+        c.lot_remaining = <int64_t*> _ptr(state.lot_remaining, I64, True)
+        c.p_month = <int32_t*> _ptr(state.p_month, I32, True)
+        c.p_used = <int64_t*> _ptr(state.p_used, I64, True)
+        c.p_size = <int64_t*> _ptr(state.p_size, I64, True)
+        c.p_flags = <uint8_t*> _ptr(state.p_flags, U8, True)
+        c.cap_month = <int32_t*> _ptr(state.cap_month, I32, True)
+        c.out = <OutRec*> _ptr(out.view(np.uint8), U8, True)
         c.l_n = c.n_n = c.f_n = 0
         c.l_cap = c.n_cap = c.f_cap = 0
 
@@ -709,29 +709,29 @@ cdef class Pass:
         cdef Ctx* c = &self.c
         c.l_cap = len(ledger.tenant)
         c.l_n = l_n
-        c.l_tenant = _w32(ledger.tenant)
-        c.l_seq = _w64(ledger.seq)
-        c.l_time = _w64(ledger.time)
-        c.l_kind = _w8(ledger.kind)
-        c.l_lot = _w64(ledger.lot)
-        c.l_amount = _w64(ledger.amount)
-        c.l_balance = _w64(ledger.balance)
-        c.l_ref = _w64(ledger.ref)
+        c.l_tenant = <int32_t*> _ptr(ledger.tenant, I32, True)
+        c.l_seq = <int64_t*> _ptr(ledger.seq, I64, True)
+        c.l_time = <int64_t*> _ptr(ledger.time, I64, True)
+        c.l_kind = <int8_t*> _ptr(ledger.kind, I8, True)
+        c.l_lot = <int64_t*> _ptr(ledger.lot, I64, True)
+        c.l_amount = <int64_t*> _ptr(ledger.amount, I64, True)
+        c.l_balance = <int64_t*> _ptr(ledger.balance, I64, True)
+        c.l_ref = <int64_t*> _ptr(ledger.ref, I64, True)
         c.n_cap = len(notes.tenant)
         c.n_n = n_n
-        c.n_tenant = _w32(notes.tenant)
-        c.n_seq = _w64(notes.seq)
-        c.n_time = _w64(notes.time)
-        c.n_kind = _w8(notes.kind)
-        c.n_amount = _w64(notes.amount)
-        c.n_balance = _w64(notes.balance)
-        c.n_pool = _w32(notes.pool)
+        c.n_tenant = <int32_t*> _ptr(notes.tenant, I32, True)
+        c.n_seq = <int64_t*> _ptr(notes.seq, I64, True)
+        c.n_time = <int64_t*> _ptr(notes.time, I64, True)
+        c.n_kind = <int8_t*> _ptr(notes.kind, I8, True)
+        c.n_amount = <int64_t*> _ptr(notes.amount, I64, True)
+        c.n_balance = <int64_t*> _ptr(notes.balance, I64, True)
+        c.n_pool = <int32_t*> _ptr(notes.pool, I32, True)
         c.f_cap = len(flushed.pool)
         c.f_n = f_n
-        c.f_pool = _w32(flushed.pool)
-        c.f_month = _w32(flushed.month)
-        c.f_size = _w64(flushed.size)
-        c.f_used = _w64(flushed.used)
+        c.f_pool = <int32_t*> _ptr(flushed.pool, I32, True)
+        c.f_month = <int32_t*> _ptr(flushed.month, I32, True)
+        c.f_size = <int64_t*> _ptr(flushed.size, I64, True)
+        c.f_used = <int64_t*> _ptr(flushed.used, I64, True)
 
     def run(self, int64_t lo, int64_t hi):
         """Walk tenants [lo, hi) without the GIL; (code, tenant stopped in,
@@ -743,44 +743,20 @@ cdef class Pass:
         return code, stopped, self.c.l_n, self.c.n_n, self.c.f_n
 
 
-# Pointers into numpy arrays. Each checks dtype and contiguity through the
-# memoryview cast; an empty array yields a pointer that is never read.
+# Pointers into numpy arrays: one helper that checks the dtype, that the
+# array is C-contiguous (the uint8 memoryview), and, for outputs, writable;
+# an empty array yields a pointer that is never read.
 
-cdef const int64_t* _i64(object a) except? NULL:
-    cdef const int64_t[::1] v = a
-    return &v[0] if v.shape[0] else <const int64_t*> NULL
-
-
-cdef const int32_t* _i32(object a) except? NULL:
-    cdef const int32_t[::1] v = a
-    return &v[0] if v.shape[0] else <const int32_t*> NULL
+I64, I32, I8, U8 = np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.int8), np.dtype(np.uint8)
 
 
-cdef const int8_t* _i8(object a) except? NULL:
-    cdef const int8_t[::1] v = a
-    return &v[0] if v.shape[0] else <const int8_t*> NULL
-
-
-cdef const uint8_t* _u8(object a) except? NULL:
-    cdef const uint8_t[::1] v = a
-    return &v[0] if v.shape[0] else <const uint8_t*> NULL
-
-
-cdef int64_t* _w64(object a) except? NULL:
-    cdef int64_t[::1] v = a
-    return &v[0] if v.shape[0] else <int64_t*> NULL
-
-
-cdef int32_t* _w32(object a) except? NULL:
-    cdef int32_t[::1] v = a
-    return &v[0] if v.shape[0] else <int32_t*> NULL
-
-
-cdef int8_t* _w8(object a) except? NULL:
-    cdef int8_t[::1] v = a
-    return &v[0] if v.shape[0] else <int8_t*> NULL
-
-
-cdef uint8_t* _wu8(object a) except? NULL:
-    cdef uint8_t[::1] v = a
-    return &v[0] if v.shape[0] else <uint8_t*> NULL
+cdef void* _ptr(object a, object dtype, bint write) except? NULL:
+    if a.dtype != dtype:
+        raise TypeError(f"billing kernel: a {a.dtype} array where {dtype} is expected")
+    cdef const uint8_t[::1] r
+    cdef uint8_t[::1] w
+    if write:
+        w = a.view(np.uint8)
+        return <void*> &w[0] if w.shape[0] else NULL
+    r = a.view(np.uint8)
+    return <void*> &r[0] if r.shape[0] else NULL
