@@ -135,15 +135,6 @@ def _csv_batches(path: Path) -> Iterator[tuple[pa.Table, int]]:
         first += rb.num_rows
 
 
-def _as_string(col: pa.ChunkedArray) -> pa.Array:
-    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if not pa.types.is_string(arr.type):
-        arr = arr.cast(pa.string())
-    return arr
-
-
 def _times(col: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     """A time column as timestamp[us, UTC] plus the mask of bad cells."""
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
@@ -268,7 +259,7 @@ def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -
 
 def _raw_text(raw: pa.Table) -> pa.Table:
     """RAW_COLUMNS of a raw batch as text (null where the file has no such column)."""
-    return pa.table({c: (_as_string(raw.column(c)) if c in raw.column_names
+    return pa.table({c: (fields.as_string(raw.column(c)) if c in raw.column_names
                          else pa.nulls(raw.num_rows, pa.string())) for c in RAW_COLUMNS})
 
 

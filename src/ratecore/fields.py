@@ -127,6 +127,18 @@ def format_micro(micro: int) -> str:
     return text[:-1] if text.endswith(".") else text
 
 
+def as_string(col) -> pa.Array:
+    """A text column (array or chunked, plain or dictionary, any string
+    type) as one plain string array."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    if not pa.types.is_string(col.type):
+        col = col.cast(pa.string())
+    return col
+
+
 def micro_to_decimal(micro: np.ndarray, null_mask: np.ndarray | None = None) -> pa.Array:
     """int64 micro-units as decimal128(18, 6), exactly and without a loop.
 

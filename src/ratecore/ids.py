@@ -15,22 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ratecore import fields
 from ratecore._order import hash_strings
-
-
-def _strings(ids) -> pa.Array:
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks() if ids.num_chunks != 1 else ids.chunk(0)
-    if pa.types.is_dictionary(ids.type):
-        ids = ids.dictionary_decode()
-    if not pa.types.is_string(ids.type):
-        ids = ids.cast(pa.string())
-    return ids
 
 
 def hashes(ids) -> np.ndarray:
     """uint64 hash of each id (a null id hashes as the empty string)."""
-    ids = _strings(ids)
+    ids = fields.as_string(ids)
     if ids.null_count:
         ids = pc.fill_null(ids, "")
     n = len(ids)
@@ -62,7 +53,7 @@ def later_duplicates(chunks: list) -> list[np.ndarray]:
     bounds = np.cumsum([0] + sizes)
     which = np.searchsorted(bounds, cand, side="right") - 1
     strings = pa.chunked_array(
-        [_strings(chunks[k]).take(pa.array(cand[which == k] - bounds[k]))
+        [fields.as_string(chunks[k]).take(pa.array(cand[which == k] - bounds[k]))
          for k in range(len(chunks)) if (which == k).any()], pa.string())
     table = pa.table({"u": strings, "i": pa.array(np.arange(len(cand), dtype=np.int64))})
     first = np.asarray(table.group_by("u", use_threads=False).aggregate(
@@ -79,7 +70,7 @@ class IdSet:
     """A set of ids (those earlier runs rated) to test batches against."""
 
     def __init__(self, ids):
-        self.ids = _strings(ids)
+        self.ids = fields.as_string(ids)
         h = hashes(self.ids)
         self.order = np.argsort(h, kind="stable")
         self.sorted = h[self.order]
@@ -89,7 +80,7 @@ class IdSet:
 
     def member(self, ids) -> np.ndarray:
         """Mask of the `ids` in the set."""
-        ids = _strings(ids)
+        ids = fields.as_string(ids)
         out = np.zeros(len(ids), bool)
         if not len(self.ids) or not len(ids):
             return out
