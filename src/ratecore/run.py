@@ -444,12 +444,13 @@ _WINDOW_BINS = 4096
 def _windows(parts: list[_Part], state, as_of) -> list[tuple]:
     """The stretches a run bills one at a time: (from, to, to is a month
     opening), instants in µs, `to` exclusive (None: the run's end)."""
+    def starts(p: _Part) -> np.ndarray:
+        start = _starts(p.table())
+        return start if p.keep is None else start[p.keep]
+
     lo = hi = None
     for p in parts:
-        t = p.table()
-        start = _values(t, "start_time").view(np.int64)
-        if p.keep is not None:
-            start = start[p.keep]
+        start = starts(p)
         if len(start):
             lo = int(start.min()) if lo is None else min(lo, int(start.min()))
             hi = int(start.max()) if hi is None else max(hi, int(start.max()))
@@ -459,11 +460,7 @@ def _windows(parts: list[_Part], state, as_of) -> list[tuple]:
         width = (hi - lo) // _WINDOW_BINS + 1
         counts = np.zeros(_WINDOW_BINS + 1, np.int64)
         for p in parts:
-            t = p.table()
-            start = _starts(t)
-            if p.keep is not None:
-                start = start[p.keep]
-            counts += np.bincount((start - lo) // width, minlength=_WINDOW_BINS + 1)
+            counts += np.bincount((starts(p) - lo) // width, minlength=_WINDOW_BINS + 1)
         if counts.sum() > WINDOW_CALLS:
             acc = 0
             for b, c in enumerate(counts.tolist()):
