@@ -33,3 +33,18 @@ def test_month_index(t):
 def test_leap_day_clamps_to_february_28():
     t = datetime(2024, 2, 29, 13, 5, 7, 123, tzinfo=timezone.utc)
     assert expiry_of(us(t)) == us(datetime(2025, 2, 28, 13, 5, 7, 123, tzinfo=timezone.utc))
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(-30_610_224_000_000_000,
+                                                  253_402_300_799_999_999)), max_size=30))
+def test_output_partition_month_is_the_utc_month(micros):
+    """outputs.month_of (rated/ and ledger/ partitions) gives strftime's
+    'YYYY-MM' of each time, null for null, as a dictionary array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ratecore import outputs
+    times = pa.array(micros, pa.timestamp("us", tz="UTC"))
+    got = outputs.month_of(times)
+    assert pa.types.is_dictionary(got.type)
+    assert got.cast(pa.string()).to_pylist() == pc.strftime(times, format="%Y-%m").to_pylist()

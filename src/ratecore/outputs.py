@@ -108,23 +108,39 @@ def rejects_table(file, rows: np.ndarray, raw: pa.Table, reason: np.ndarray,
     return pa.table(cols, schema=REJECT_SCHEMA)
 
 
-def month_of(times: pa.Array) -> pa.Array:
-    """'YYYY-MM' of UTC timestamps."""
-    return pc.strftime(times, format="%Y-%m")
+def month_of(times) -> pa.Array:
+    """'YYYY-MM' of UTC timestamps (null for null), as a dictionary array:
+    the month of each row is computed as an integer and only the distinct
+    months are formatted (strftime over every row took 8 % of a run)."""
+    if isinstance(times, pa.ChunkedArray):
+        times = times.combine_chunks() if times.num_chunks != 1 else times.chunk(0)
+    micros = times.cast(pa.timestamp("us", tz=times.type.tz)).cast(pa.int64())
+    valid = np.asarray(micros.is_valid())
+    months = np.asarray(micros.fill_null(0)).view("datetime64[us]").astype("datetime64[M]")
+    index = months.astype(np.int64)
+    distinct = np.unique(index[valid]) if valid.any() else np.zeros(0, np.int64)
+    names = pa.array([str(m) for m in distinct.astype("datetime64[M]")], pa.string())
+    codes = np.searchsorted(distinct, index).astype(np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=~valid), names)
 
 
 def write_by_month(table: pa.Table, months, directory: Path, part: str) -> list[Path]:
     """Write `table` as Hive partitions ``month=YYYY-MM/part.parquet``;
     `months` holds each row's 'YYYY-MM' (null: ``month=unknown``)."""
+    if isinstance(months, pa.ChunkedArray):
+        months = months.combine_chunks()
+    if not pa.types.is_dictionary(months.type):
+        months = months.dictionary_encode()
+    codes = np.asarray(months.indices.fill_null(-1))
     written = []
-    for month in sorted(pc.unique(months).to_pylist(), key=lambda m: m or ""):
-        mask = pc.equal(months, month) if month is not None else pc.is_null(months)
-        sub = table.filter(mask)
-        target = directory / f"month={month or 'unknown'}"
-        target.mkdir(parents=True, exist_ok=True)
-        path = target / f"{part}.parquet"
-        write_parquet(sub, path)
-        written.append(path)
+    for code, month in [(-1, None)] + sorted(enumerate(months.dictionary.to_pylist()),
+                                             key=lambda cm: cm[1]):
+        rows = codes == code
+        if rows.any():
+            target = directory / f"month={month or 'unknown'}"
+            target.mkdir(parents=True, exist_ok=True)
+            write_parquet(table.filter(pa.array(rows)), target / f"{part}.parquet")
+            written.append(target / f"{part}.parquet")
     return written
 
 
