@@ -226,4 +226,4 @@ def show_outputs(out: Path, console) -> None:
     else:
         console.print("no call drew from a minute pool")
     console.print(f"outputs in {out}: " + ", ".join(f"{name}/" for name in OUTPUTS)
-                  + " (Parquet by month=YYYY-MM) and state/")
+                  + " (Parquet by month=YYYY-MM), inputs/ and state/")

@@ -202,8 +202,8 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
     cdr_paths : list of paths
         CDR files or directories of them.
     out_dir : path
-        Receives rated/, rejects/, ledger/, notifications/, pools/ (by month)
-        and state/; a previous run's state there is continued.
+        Receives rated/, rejects/, ledger/, notifications/, pools/ (by month),
+        inputs/ and state/; a previous run's state there is continued.
     deck_file : path, optional
         A candidate deck used in place of the configured decks.
     strict : bool
