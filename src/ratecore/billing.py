@@ -727,8 +727,12 @@ def merge_pools(tables: list[pa.Table]) -> pa.Table:
 
 MONEY = pa.decimal128(18, 6)
 TIME = pa.timestamp("us", tz="UTC")
+# tenant_id and kind are dictionaries over the tenants and the kinds: a
+# ledger of 3.2M entries builds them without copying text (Parquet stores
+# both dictionary-encoded either way)
 LEDGER_SCHEMA = pa.schema([
-    ("tenant_id", pa.string()), ("seq", pa.int64()), ("time", TIME), ("kind", pa.string()),
+    ("tenant_id", pa.dictionary(pa.int32(), pa.string())), ("seq", pa.int64()), ("time", TIME),
+    ("kind", pa.dictionary(pa.int8(), pa.string())),
     ("lot_id", pa.int64()), ("amount", MONEY), ("balance_after", MONEY),
     ("reference", pa.string()), ("usage_id", pa.string())])
 NOTIFICATION_SCHEMA = pa.schema([
@@ -752,8 +756,11 @@ def _take(values, idx: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
 def _ledger_table(plan, cfg, calls, led) -> pa.Table:
     kind = led.kind.astype(np.int64)
     return pa.table({
-        "tenant_id": _take(plan.tenant_ids, led.tenant), "seq": pa.array(led.seq),
-        "time": pa.array(led.time, TIME), "kind": _take(LEDGER_KINDS, kind),
+        "tenant_id": pa.DictionaryArray.from_arrays(
+            pa.array(led.tenant), pa.array(list(plan.tenant_ids) or [""], pa.string())),
+        "seq": pa.array(led.seq), "time": pa.array(led.time, TIME),
+        "kind": pa.DictionaryArray.from_arrays(pa.array(led.kind),
+                                               pa.array(list(LEDGER_KINDS), pa.string())),
         "lot_id": pa.array(led.lot, mask=led.lot == 0),
         "amount": fields.micro_to_decimal(led.amount),
         "balance_after": fields.micro_to_decimal(led.balance),
