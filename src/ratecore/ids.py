@@ -19,9 +19,20 @@ from ratecore import fields
 from ratecore._order import hash_strings
 
 
+def _chunks(ids) -> list[pa.Array]:
+    """The chunks of ids as plain string arrays, never combined: the ids of
+    a long history hold more than the 2 GiB one string array can."""
+    if isinstance(ids, pa.ChunkedArray):
+        return [fields.as_string(c) for c in ids.chunks] or [pa.array([], pa.string())]
+    return [fields.as_string(ids)]
+
+
 def hashes(ids) -> np.ndarray:
     """uint64 hash of each id (a null id hashes as the empty string)."""
-    ids = fields.as_string(ids)
+    parts = _chunks(ids)
+    if len(parts) > 1:
+        return np.concatenate([hashes(c) for c in parts])
+    ids = parts[0]
     if ids.null_count:
         ids = pc.fill_null(ids, "")
     n = len(ids)
@@ -70,7 +81,7 @@ class IdSet:
     """A set of ids (those earlier runs rated) to test batches against."""
 
     def __init__(self, ids):
-        self.ids = fields.as_string(ids)
+        self.ids = pa.chunked_array(_chunks(ids), pa.string())
         h = hashes(self.ids)
         self.order = np.argsort(h, kind="stable")
         self.sorted = h[self.order]
