@@ -71,9 +71,8 @@ def later_duplicates(chunks: list) -> list[np.ndarray]:
         [("i", "min")]).column("i_min"))
     later = np.ones(len(cand), bool)
     later[first] = False
-    for pos in cand[later]:
-        k = int(np.searchsorted(bounds, pos, side="right") - 1)
-        masks[k][pos - bounds[k]] = True
+    for k in np.unique(which[later]):
+        masks[k][cand[later & (which == k)] - bounds[k]] = True
     return masks
 
 
