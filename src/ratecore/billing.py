@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ratecore import fields
-from ratecore._billing import Pass, month_of
+from ratecore._billing import Pass
 from ratecore._order import group_calls
 
 INT64_MIN = np.iinfo(np.int64).min
@@ -630,16 +630,6 @@ def month_openings(lo: int, hi: int) -> list:
     return [int(m.astype("datetime64[us]").astype(np.int64)) for m in months]
 
 
-def _calls_subset(calls: Calls, idx: np.ndarray) -> Calls:
-    at = pa.array(idx)
-    return Calls(tenant=calls.tenant[idx],
-                 user_id=None if calls.user_id is None else pc.take(calls.user_id, at),
-                 usage_id=pc.take(calls.usage_id, at), start=calls.start[idx],
-                 service=calls.service[idx], status=calls.status[idx], row=calls.row[idx],
-                 billable=calls.billable[idx],
-                 payer=None if calls.payer is None else calls.payer[idx])
-
-
 def end_of_run(state: BillingState, last_start: int | None, as_of: int | None) -> int:
     """The instant a run ends at: the latest of the state's, `as_of` and
     its last call's start."""
@@ -650,8 +640,9 @@ def end_of_run(state: BillingState, last_start: int | None, as_of: int | None) -
 def run_openings(state: BillingState, first_start: int | None, last_start: int | None,
                  as_of: int | None) -> list[int]:
     """The month openings a run from `state` over calls starting from
-    `first_start` to `last_start` passes, where :func:`bill_months` stops
-    (a first run: from the opening of its first call's month)."""
+    `first_start` to `last_start` passes: a run stops its billing at each
+    and keeps the state there for --rerate (a first run: from the opening
+    of its first call's month)."""
     final = end_of_run(state, last_start, as_of)
     if final == INT64_MIN:          # nothing happened yet: no month to open
         return []
@@ -660,52 +651,6 @@ def run_openings(state: BillingState, first_start: int | None, last_start: int |
         first = first_start if first_start is not None else final
         lower = month_openings(first - 32 * 86_400_000_000, first)[-1] - 1
     return month_openings(lower, final)
-
-
-def bill_months(cfg, plan: Plan, state: BillingState, calls: Calls, *,
-                as_of: int | None = None, threads: int = 1) -> tuple[Billed, dict]:
-    """:func:`bill`, stopped at every month opening the run passes, so the
-    state at each opening can be kept for a month re-rate (SPEC §8).
-
-    Returns the run's outputs (identical to one :func:`bill` call: between
-    two stops every tenant is only advanced to the instant before the
-    opening) and ``{month index: state at its opening}``. A first run
-    (empty state) stops at the opening of its first call's month too.
-    """
-    n = len(calls)
-    snapshots = {}
-    openings = run_openings(state, int(calls.start.min()) if n else None,
-                            int(calls.start.max()) if n else None, as_of)
-    if not openings:
-        return bill(cfg, plan, state, calls, as_of=as_of, threads=threads), snapshots
-    month_of_call = np.searchsorted(np.array(openings, np.int64), calls.start, side="right")
-    segments = []
-    for k, opening in enumerate(openings + [None]):
-        idx = np.flatnonzero(month_of_call == k)
-        part = _calls_subset(calls, idx) if len(idx) != n else calls
-        billed = bill(cfg, plan, state, part, threads=threads,
-                      as_of=(opening - 1) if opening is not None else as_of)
-        segments.append((idx, billed))
-        if opening is not None:
-            snapshots[month_of(opening)] = state.copy()
-    return _merge(segments, n), snapshots
-
-
-def _merge(segments: list, n: int) -> Billed:
-    """One Billed from per-segment ones (calls at the given positions)."""
-    first = segments[0][1]
-    per_call = {}
-    for name in ("domestic", "pool", "pool_seconds", "charged_seconds", "charge", "capability",
-                 "status", "unbilled_seconds", "unbilled_amount", "balance_after", "late"):
-        arr = np.empty(n, getattr(first, name).dtype)
-        for idx, b in segments:
-            arr[idx] = getattr(b, name)
-        per_call[name] = arr
-    return Billed(**per_call,
-                  ledger=pa.concat_tables([b.ledger for _, b in segments]),
-                  notifications=pa.concat_tables([b.notifications for _, b in segments]),
-                  pools=merge_pools([b.pools for _, b in segments]),
-                  as_of=segments[-1][1].as_of)
 
 
 def merge_pools(tables: list[pa.Table]) -> pa.Table:
@@ -811,6 +756,5 @@ __all__ = [
     "Calls",
     "Plan",
     "bill",
-    "bill_months",
     "compile_plan",
 ]

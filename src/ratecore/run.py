@@ -35,6 +35,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ratecore import billing, fields, ids, outputs, pricing
+from ratecore._billing import month_of
 from ratecore.cdrs import CdrBatch, cdr_files, raw_rows, read_cdrs
 from ratecore.config import load_config
 from ratecore.deck import RateBook
@@ -400,7 +401,7 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                                       f"{tag}-{k:04d}", as_of=as_of if hi is None else hi - 1,
                                       threads=threads)
                 if opening:
-                    snapshots[billing.month_of(hi)] = state.copy()
+                    snapshots[month_of(hi)] = state.copy()
                 pools.append(billed.pools)
                 summary.as_of = billed.as_of
             if rejects:
@@ -524,11 +525,6 @@ def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, 
     summary.ledger.update(billed.ledger.column("kind").to_pylist())
     summary.notifications.update(billed.notifications.column("kind").to_pylist())
     return billed
-
-
-def _subset(p: pricing.Priced, idx: np.ndarray) -> pricing.Priced:
-    return pricing.Priced(p.status[idx], p.service[idx], p.row[idx], p.billable[idx],
-                          p.charge[idx])
 
 
 def _raw_of_cdrs(cdrs: pa.Table) -> pa.Table:
