@@ -473,13 +473,17 @@ def _windows(parts: list[_Part], state, as_of) -> list[tuple]:
     return [(a, b, b in openings) for a, b in zip([None] + bounds, bounds + [None])]
 
 
+#: The spill columns a stretch's calls are gathered from, with their types.
+_CALL_COLUMNS = {"_tenant": np.int32, "_payer": np.int32, "start_time": np.int64,
+                 "_service": np.int8, "_status": np.int8, "_row": np.int32,
+                 "_billable": np.int32}
+
+
 def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, tag: str, *,
                  as_of, threads) -> billing.Billed:
     """Bill the calls starting in [lo, hi) (None: unbounded) and stage their
     rated records, ledger entries and notifications as files named `tag`."""
-    picks, cols = [], {k: [] for k in ("_tenant", "_payer", "start_time", "_service", "_status",
-                                       "_row", "_billable")}
-    ids = []
+    picks, cols, usage = [], {k: [] for k in _CALL_COLUMNS}, []
     for p in parts:
         t = p.table()
         at = p.kept(t)
@@ -493,16 +497,15 @@ def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, 
         picks.append(at)
         for k, got in cols.items():
             got.append(start[inside] if k == "start_time" else _values(t, k, at))
-        ids.append(t.column("usage_id").take(pa.array(at)))
-    cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
+        usage.extend(t.column("usage_id").take(pa.array(at)).chunks)
+    # the spilled columns have the kernel's types already: no conversion
+    cat = {k: np.concatenate(v) if v else np.zeros(0, _CALL_COLUMNS[k]) for k, v in cols.items()}
     calls = billing.Calls(
-        tenant=cat["_tenant"].astype(np.int32), user_id=None,
-        usage_id=pa.chunked_array([c for u in ids for c in u.chunks], pa.string()
-                                  ).combine_chunks(),
-        start=cat["start_time"].astype(np.int64), service=cat["_service"].astype(np.int8),
-        status=cat["_status"].astype(np.int8), row=cat["_row"].astype(np.int32),
-        billable=cat["_billable"].astype(np.int32), payer=cat["_payer"].astype(np.int32))
-    del cols, cat, ids
+        tenant=cat["_tenant"], user_id=None,
+        usage_id=pa.chunked_array(usage, pa.string()).combine_chunks(),
+        start=cat["start_time"], service=cat["_service"], status=cat["_status"],
+        row=cat["_row"], billable=cat["_billable"], payer=cat["_payer"])
+    del cols, cat, usage
     billed = billing.bill(cfg, plan, state, calls, as_of=as_of, threads=threads)
     del calls
     done = 0
