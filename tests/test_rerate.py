@@ -26,6 +26,22 @@ def _same_outputs(a, b):
         assert state_of(a)[name].equals(state_of(b)[name]), name
 
 
+def _monthly(sample, out):
+    """`out` rated month by month, one run per month of the sample."""
+    s, split, months = sample
+    for m in months:
+        run.rate(s.config_dir, [split / m], out)
+    return out
+
+
+def _one_and_monthly(sample, tmp_path):
+    """(one run over every month, one run per month): what a re-rate of
+    the second must come back to, and the second."""
+    s, split, _ = sample
+    run.rate(s.config_dir, [split], tmp_path / "one")
+    return tmp_path / "one", _monthly(sample, tmp_path / "many")
+
+
 def test_runs_keep_the_state_at_each_month_opening(sample, tmp_path):
     s, split, months = sample
     out = tmp_path / "out"
@@ -43,11 +59,7 @@ def test_runs_keep_the_state_at_each_month_opening(sample, tmp_path):
 @pytest.mark.parametrize("which", [0, 1, 2])
 def test_rerate_after_monthly_runs_equals_one_run(sample, tmp_path, which):
     s, split, months = sample
-    one = tmp_path / "one"
-    run.rate(s.config_dir, [split], one)
-    many = tmp_path / "many"
-    for m in months:
-        run.rate(s.config_dir, [split / m], many)
+    one, many = _one_and_monthly(sample, tmp_path)
     summary = run.rerate(s.config_dir, many, months[which])
     assert summary.rated == sum(pq.read_metadata(f).num_rows
                                 for m in months[which:] for f in (split / m).glob("*.parquet"))
@@ -58,13 +70,9 @@ def test_rerate_after_monthly_runs_equals_one_run(sample, tmp_path, which):
 
 
 def test_rerate_billed_in_stretches_equals_one_run(sample, tmp_path, monkeypatch):
-    s, split, months = sample
-    one = tmp_path / "one"
-    run.rate(s.config_dir, [split], one)
+    s, _, months = sample
     monkeypatch.setattr(run, "WINDOW_CALLS", 500)
-    many = tmp_path / "many"
-    for m in months:
-        run.rate(s.config_dir, [split / m], many)
+    one, many = _one_and_monthly(sample, tmp_path)
     run.rerate(s.config_dir, many, months[1])
     _same_outputs(one, many)
 
@@ -86,9 +94,7 @@ def test_rerate_with_a_new_deck_rebills_that_month_and_the_later_ones(sample, tm
     expected = tmp_path / "expected"
     run.rate(s.config_dir, [split / months[0]], expected)
     run.rate(s.config_dir, [split / m for m in months[1:]], expected, deck_file=cheaper)
-    got = tmp_path / "got"
-    for m in months:
-        run.rate(s.config_dir, [split / m], got)
+    got = _monthly(sample, tmp_path / "got")
     run.rerate(s.config_dir, got, months[1], deck_file=cheaper)
     _same_outputs(expected, got)
 
@@ -133,12 +139,8 @@ def test_rerate_refuses_when_late_cdrs_of_an_earlier_month_were_billed_after(tmp
 
 def test_a_rerate_killed_after_the_journal_is_completed_by_the_next_command(sample, tmp_path,
                                                                              monkeypatch):
-    s, split, months = sample
-    one = tmp_path / "one"
-    run.rate(s.config_dir, [split], one)
-    out = tmp_path / "out"
-    for m in months:
-        run.rate(s.config_dir, [split / m], out)
+    s, _, months = sample
+    one, out = _one_and_monthly(sample, tmp_path)
     kill_after_journal(monkeypatch, lambda: run.rerate(s.config_dir, out, months[1]))
     assert (out / state.JOURNAL).exists()
     state.recover(out)
@@ -150,11 +152,7 @@ def test_cli_rerate_with_the_same_cdrs_again_equals_one_run(sample, tmp_path):
 
     from ratecore.cli import main
     s, split, months = sample
-    one = tmp_path / "one"
-    run.rate(s.config_dir, [split], one)
-    out = tmp_path / "out"
-    for m in months:
-        run.rate(s.config_dir, [split / m], out)
+    one, out = _one_and_monthly(sample, tmp_path)
     res = CliRunner().invoke(main, ["rate", "--config", str(s.config_dir), "--cdrs", str(split),
                                     "--out", str(out), "--rerate", months[1]])
     assert res.exit_code == 0, res.output
@@ -196,10 +194,8 @@ def test_rerate_takes_in_cdrs_that_arrived_late_for_the_month(tmp_path):
 
 def test_reconcile_passes_after_a_rerate(sample, tmp_path):
     from ratecore.reports import run_report
-    s, split, months = sample
-    out = tmp_path / "out"
-    for m in months:
-        run.rate(s.config_dir, [split / m], out)
+    s, _, months = sample
+    out = _monthly(sample, tmp_path / "out")
     run.rerate(s.config_dir, out, months[1])
     result = run_report("reconcile", out).to_pylist()
     assert result and all(r["passed"] for r in result), [r for r in result if not r["passed"]]
