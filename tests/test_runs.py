@@ -191,14 +191,19 @@ def test_late_cdr_is_flagged_and_billed_at_the_point(tmp_path):
     assert debit["time"] == rated["a"]["start_time"]   # the tenant's point
 
 
-def test_a_run_killed_before_the_journal_leaves_the_previous_outputs(tmp_path, monkeypatch):
+def _a_rated_b_waiting(tmp_path):
+    """(config, out): a/ (1 Mar) rated into out, b/ (2 Mar) written, not rated."""
     from conftest import cdr, write_cdrs
     config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
     write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, user="u1")])
     write_cdrs(tmp_path / "b" / "b.parquet", [cdr("b", "+4420", 60, user="u1",
                                                   start="2024-03-02T10:00:00Z")])
-    out = tmp_path / "out"
-    run.rate(config, [tmp_path / "a"], out)
+    run.rate(config, [tmp_path / "a"], tmp_path / "out")
+    return config, tmp_path / "out"
+
+
+def test_a_run_killed_before_the_journal_leaves_the_previous_outputs(tmp_path, monkeypatch):
+    config, out = _a_rated_b_waiting(tmp_path)
     before = {name: read(out, name) for name in OUTPUTS}
 
     def killed(*a, **k):
@@ -250,15 +255,8 @@ def test_a_run_killed_after_the_journal_is_completed_by_the_next(tmp_path, monke
 
 
 def test_a_second_run_on_the_same_out_is_refused_while_the_first_writes(tmp_path):
-    from conftest import cdr, write_cdrs
-
     from ratecore.errors import InputError
-    config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
-    write_cdrs(tmp_path / "a" / "a.parquet", [cdr("a", "+4420", 60, user="u1")])
-    write_cdrs(tmp_path / "b" / "b.parquet", [cdr("b", "+4420", 60, user="u1",
-                                                  start="2024-03-02T10:00:00Z")])
-    out = tmp_path / "out"
-    run.rate(config, [tmp_path / "a"], out)
+    config, out = _a_rated_b_waiting(tmp_path)
     with state.writer_lock(out):       # as another process running on `out` would
         with pytest.raises(InputError, match="another ratecore run is writing here"):
             run.rate(config, [tmp_path / "b"], out)
