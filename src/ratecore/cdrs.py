@@ -217,7 +217,7 @@ def normalise(path: Path, raw: pa.Table, first_row: int) -> CdrBatch:
     return batch
 
 
-def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -> dict:
+def _reference(path: Path, raw: pa.Table, raw_text: RawText, batch: CdrBatch) -> dict:
     """The three reference columns of a batch whose file has any of them."""
     n = raw.num_rows
     out = {}
@@ -229,13 +229,15 @@ def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -
         arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
         if pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_decode()
-        text = _LazyColumn(raw_text, f.name)
+        def text(i, name=f.name):   # the cell as read, for a reject's message
+            return raw_text.column(name)[i].as_py()
+
         if f.name == "reference_currency":
             cur = pc.utf8_upper(pc.utf8_trim_whitespace(arr.cast(pa.string())))
             empty = fields.blank(cur)
             bad = ~empty & ~fields.to_mask(pc.is_in(cur, pa.array(sorted(CURRENCIES))))
             batch.reject(bad, "bad_reference", lambda i, f=f, text=text: f"column '{f.name}': "
-                         f"{text[i].as_py()!r} is not an ISO 4217 currency code")
+                         f"{text(i)!r} is not an ISO 4217 currency code")
             out[f.name] = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), cur)
         elif pa.types.is_decimal(arr.type) or pa.types.is_integer(arr.type):
             try:
@@ -249,7 +251,7 @@ def _reference(path: Path, raw: pa.Table, raw_text: pa.Table, batch: CdrBatch) -
             micro, bad = fields.parse_money(arr)
             bad &= ~empty
             batch.reject(bad, "bad_reference", lambda i, f=f, text=text: f"column '{f.name}': "
-                         + fields.money_problem(text[i].as_py()))
+                         + fields.money_problem(text(i)))
             out[f.name] = fields.micro_to_decimal(np.where(bad, 0, micro), empty | bad)
         else:
             raise CdrFileError(f"{path}: column '{f.name}' holds {arr.type}; money must be "
@@ -274,25 +276,13 @@ class RawText:
                 else pa.nulls(raw.num_rows, pa.string())
         return self._text[name]
 
+    def table(self) -> pa.Table:
+        """Every RAW_COLUMN as text."""
+        return pa.table({c: self.column(c) for c in RAW_COLUMNS})
+
     def filter(self, mask) -> pa.Table:
         """The text of the rows of `mask` (every RAW_COLUMN)."""
-        return _raw_text(self._raw.filter(mask))
-
-
-class _LazyColumn:
-    """column[i] of a RawText column, converted on first use."""
-
-    def __init__(self, text: RawText, name: str):
-        self.text, self.name = text, name
-
-    def __getitem__(self, i):
-        return self.text.column(self.name)[i]
-
-
-def _raw_text(raw: pa.Table) -> pa.Table:
-    """RAW_COLUMNS of a raw batch as text (null where the file has no such column)."""
-    return pa.table({c: (fields.as_string(raw.column(c)) if c in raw.column_names
-                         else pa.nulls(raw.num_rows, pa.string())) for c in RAW_COLUMNS})
+        return RawText(self._raw.filter(mask)).table()
 
 
 def raw_rows(path, rows: np.ndarray) -> pa.Table:
@@ -303,8 +293,8 @@ def raw_rows(path, rows: np.ndarray) -> pa.Table:
     for raw, first in read_batches(Path(path)):
         pick = rows[(rows > first) & (rows <= first + raw.num_rows)] - first - 1
         if len(pick):
-            parts.append(_raw_text(raw.take(pa.array(pick))))
-    table = pa.concat_tables(parts) if parts else _raw_text(pa.table({}))
+            parts.append(RawText(raw.take(pa.array(pick))).table())
+    table = pa.concat_tables(parts) if parts else RawText(pa.table({})).table()
     if table.num_rows != len(rows):
         raise CdrFileError(f"{path}: changed while it was rated (rows {rows[0]}.. no longer "
                            "there)")

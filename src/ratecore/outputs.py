@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ratecore import fields
@@ -117,10 +116,9 @@ def month_of(times) -> pa.Array:
     micros = times.cast(pa.timestamp("us", tz=times.type.tz)).cast(pa.int64())
     valid = np.asarray(micros.is_valid())
     months = np.asarray(micros.fill_null(0)).view("datetime64[us]").astype("datetime64[M]")
-    index = months.astype(np.int64)
-    distinct = np.unique(index[valid]) if valid.any() else np.zeros(0, np.int64)
-    names = pa.array([str(m) for m in distinct.astype("datetime64[M]")], pa.string())
-    codes = np.searchsorted(distinct, index).astype(np.int32)
+    distinct = np.unique(months[valid])
+    names = pa.array([str(m) for m in distinct], pa.string())
+    codes = np.searchsorted(distinct, months).astype(np.int32)
     return pa.DictionaryArray.from_arrays(pa.array(codes, mask=~valid), names)
 
 
