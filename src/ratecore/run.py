@@ -383,7 +383,7 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                 part.drop(dup)
 
         for r in rejects:
-            summary.reasons.update(r.column("reason").to_pylist())
+            summary.reasons.update(_counts(r.column("reason")))
         summary.rejected = sum(r.num_rows for r in rejects)
         if strict and summary.rejected:
             first = pa.concat_tables(rejects).slice(0, 1).to_pylist()[0]
@@ -483,9 +483,10 @@ def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, 
                  as_of, threads) -> billing.Billed:
     """Bill the calls starting in [lo, hi) (None: unbounded) and stage their
     rated records, ledger entries and notifications as files named `tag`."""
-    picks, cols, usage = [], {k: [] for k in _CALL_COLUMNS}, []
+    tables, picks, cols, usage = [], [], {k: [] for k in _CALL_COLUMNS}, []
     for p in parts:
-        t = p.table()
+        t = p.table()          # memory-mapped: its pages are the spill file's
+        tables.append(t)
         at = p.kept(t)
         start = _starts(t)[at]
         inside = np.ones(len(at), bool)
@@ -509,10 +510,9 @@ def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, 
     billed = billing.bill(cfg, plan, state, calls, as_of=as_of, threads=threads)
     del calls
     done = 0
-    for j, (p, at) in enumerate(zip(parts, picks)):
+    for j, (p, t, at) in enumerate(zip(parts, tables, picks)):
         if not len(at):
             continue
-        t = p.table()
         priced = pricing.Priced(*(_values(t, f"_{k}", at) for k in _PRICED))
         rated = outputs.rated_table(_cdrs(t, at), priced, book,
                                     _slice(billed, done, done + len(at)), plan,
@@ -525,9 +525,14 @@ def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, 
         if table.num_rows:
             outputs.write_by_month(table, outputs.month_of(table.column("time")),
                                    staging / name, tag)
-    summary.ledger.update(billed.ledger.column("kind").to_pylist())
-    summary.notifications.update(billed.notifications.column("kind").to_pylist())
+    summary.ledger.update(_counts(billed.ledger.column("kind")))
+    summary.notifications.update(_counts(billed.notifications.column("kind")))
     return billed
+
+
+def _counts(col) -> dict:
+    """{value: rows} of a column, counted by Arrow (a ledger has millions)."""
+    return {r["values"]: r["counts"] for r in pc.value_counts(col).to_pylist()}
 
 
 def _raw_of_cdrs(cdrs: pa.Table) -> pa.Table:
@@ -552,8 +557,7 @@ def _count(summary: RunSummary, rated: pa.Table) -> None:
     summary.rated += rated.num_rows
     if not rated.num_rows:
         return
-    summary.statuses.update(dict(zip(*[c.to_pylist() for c in pc.value_counts(
-        rated.column("status").combine_chunks().dictionary_decode()).flatten()])))
+    summary.statuses.update(_counts(rated.column("status")))
     by_cur = rated.group_by("currency").aggregate([("charge", "sum")])
     for cur, total in zip(by_cur.column("currency").to_pylist(),
                           by_cur.column("charge_sum").to_pylist()):
