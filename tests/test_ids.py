@@ -57,14 +57,14 @@ def test_later_duplicates_match_a_set(kind, chunks):
 
 @pytest.mark.parametrize("kind", ["real", "colliding"])
 @settings(max_examples=80, deadline=None)
-@given(known=st.lists(ID, max_size=15), asked=st.lists(ID, max_size=15))
-def test_id_set_membership_matches_a_set(kind, known, asked):
-    half = len(known) // 2      # the ids of a long history come in chunks
+@given(known=st.lists(ID, max_size=15), asked=CHUNKS, cut=st.integers(0, 15))
+def test_present_in_matches_a_set(kind, known, asked, cut):
+    # the history arrives in pieces (row groups), some of them chunked
+    history = [pa.chunked_array(_arrays([known[:cut // 2], known[cut // 2: cut]]), pa.string()),
+               *_arrays([known[cut:]])]
     with hashing(kind):
-        s = ids.IdSet(pa.chunked_array(_arrays([known[:half], known[half:]]), pa.string()))
-        got = s.member(_arrays([asked])[0]).tolist()
-    assert len(s) == len(known)
-    assert got == [a in set(known) for a in asked]
+        got = [m.tolist() for m in ids.present_in(_arrays(asked), iter(history))]
+    assert got == [[a in set(known) for a in c] for c in asked]
 
 
 def test_hashes_are_of_the_bytes_not_the_position():

@@ -130,6 +130,37 @@ def test_a_duplicate_within_a_run_keeps_its_row_as_read(tmp_path):
         (" t1 ", "USER_OUT", "2024-02-10 11:00:00+01:00", "061", "c-b", "0.0310", "gbp")
 
 
+
+def test_duplicates_of_an_earlier_run_keep_their_rows_as_read(tmp_path):
+    """A second run's rows whose usage_id the first rated are rejected with
+    their cells as the file wrote them; an id twice in the second run and
+    never rated before is rated once, its second row rejected."""
+    config = _mini_config(tmp_path, [("2024-01-01", "5.00")])
+    head = ("usage_id,tenant_id,user_id,call_type,caller_number,callee_number,number_type,"
+            "start_time,duration_seconds\n")
+    first, second = tmp_path / "c1" / "c.csv", tmp_path / "c2" / "c.csv"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    first.write_text(head + "a,t1,u1,user_out,+12065550100,+4420,user,2024-02-10T10:00:00Z,60\n")
+    second.write_text(head
+                      + "b,t1,u1,user_out,+12065550100,+4420,user,2024-02-11T10:00:00Z,60\n"
+                      + "a, t1 ,u1,USER_OUT,+12065550100,+4420,user,2024-02-10T10:00:00Z,060\n"
+                      + "b,t1,u1,user_out,+12065550100,+4420,user,2024-02-11T11:00:00Z,61\n"
+                      + "a,t1,u1,user_out,+12065550100,+4420,user,2024-02-12T10:00:00Z,7\n")
+    out = tmp_path / "out"
+    run.rate(config, [first.parent], out)
+    summary = run.rate(config, [second.parent], out)
+    assert (summary.rated, summary.reasons) == (1, {"duplicate": 3})
+    rej = sorted(read(out, "rejects").to_pylist(), key=lambda r: r["row"])
+    assert [(r["file"], r["row"], r["usage_id"]) for r in rej] == \
+        [(str(second), 2, "a"), (str(second), 3, "b"), (str(second), 4, "a")]
+    assert [r["message"].endswith("earlier run") for r in rej] == [True, False, True]
+    assert (rej[0]["tenant_id"], rej[0]["call_type"], rej[0]["duration_seconds"]) == \
+        (" t1 ", "USER_OUT", "060")
+    rated = read(out, "rated")
+    assert sorted(zip(rated.column("usage_id").to_pylist(),
+                      rated.column("duration_seconds").to_pylist())) == [("a", 60), ("b", 60)]
+
 def test_balances_reconcile_with_the_ledger(sample, tmp_path):
     s, split, _ = sample
     out = tmp_path / "out"

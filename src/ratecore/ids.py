@@ -6,7 +6,9 @@ rated (SPEC §8). Hash tables of the strings cost too much at run sizes
 to 8 bytes by the kernel (``_order.hash_strings``) and the hashes sorted;
 only ids whose hashes are equal are compared as strings. Equal ids always
 have equal hashes, so nothing is missed; comparing the strings means a
-collision never rejects a call.
+collision never rejects a call. Earlier runs' ids are streamed past the
+run's sorted hashes, never held together, so a long history costs reading
+time, not memory.
 """
 
 from __future__ import annotations
@@ -61,51 +63,79 @@ def later_duplicates(chunks: list) -> list[np.ndarray]:
         return masks
     cand = np.flatnonzero(np.isin(h, np.unique(s[1:][same])))
     # the candidates' strings, in position order; the first of each id wins
-    bounds = np.cumsum([0] + sizes)
-    which = np.searchsorted(bounds, cand, side="right") - 1
-    strings = pa.chunked_array(
-        [fields.as_string(chunks[k]).take(pa.array(cand[which == k] - bounds[k]))
-         for k in range(len(chunks)) if (which == k).any()], pa.string())
+    strings = _strings_at(chunks, cand)
     table = pa.table({"u": strings, "i": pa.array(np.arange(len(cand), dtype=np.int64))})
     first = np.asarray(table.group_by("u", use_threads=False).aggregate(
         [("i", "min")]).column("i_min"))
     later = np.ones(len(cand), bool)
     later[first] = False
-    for k in np.unique(which[later]):
-        masks[k][cand[later & (which == k)] - bounds[k]] = True
-    return masks
+    found = np.zeros(len(h), bool)
+    found[cand[later]] = True
+    return _split(found, sizes)
 
 
-class IdSet:
-    """A set of ids (those earlier runs rated) to test batches against."""
+def _split(found: np.ndarray, sizes: list) -> list[np.ndarray]:
+    """A mask over chunks taken as one sequence, cut back into one per chunk."""
+    bounds = np.cumsum([0] + sizes)
+    return [found[bounds[k]: bounds[k + 1]] for k in range(len(sizes))]
 
-    def __init__(self, ids):
-        self.ids = pa.chunked_array(_chunks(ids), pa.string())
-        h = hashes(self.ids)
-        self.order = np.argsort(h, kind="stable")
-        self.sorted = h[self.order]
 
-    def __len__(self) -> int:
-        return len(self.ids)
+def _strings_at(chunks: list, pos: np.ndarray) -> pa.ChunkedArray:
+    """The ids at global positions `pos` (ascending) of chunks taken as one
+    sequence."""
+    bounds = np.cumsum([0] + [len(c) for c in chunks])
+    which = np.searchsorted(bounds, pos, side="right") - 1
+    return pa.chunked_array(
+        [fields.as_string(chunks[k]).take(pa.array(pos[which == k] - bounds[k]))
+         for k in np.unique(which)], pa.string())
 
-    def member(self, ids) -> np.ndarray:
-        """Mask of the `ids` in the set."""
-        ids = fields.as_string(ids)
-        out = np.zeros(len(ids), bool)
-        if not len(self.ids) or not len(ids):
-            return out
-        h = hashes(ids)
-        lo = np.searchsorted(self.sorted, h, side="left")
-        hi = np.searchsorted(self.sorted, h, side="right")
-        cand = np.flatnonzero(hi > lo)
-        if not len(cand):
-            return out
-        # compare with the first id of each equal-hash run, then any others
-        first = self.ids.take(pa.array(self.order[lo[cand]]))
-        mine = ids.take(pa.array(cand))
-        out[cand] = np.asarray(pc.fill_null(pc.equal(first, mine), False))
-        for k in np.flatnonzero((hi[cand] - lo[cand] > 1) & ~out[cand]):
-            i = cand[k]
-            others = self.ids.take(pa.array(self.order[lo[i] + 1: hi[i]]))
-            out[i] = ids[i].as_py() in others.to_pylist()
-        return out
+
+#: Bits of a hash that index present_in's filter (2**24 flags: 16 MB).
+_FILTER_BITS = 24
+
+
+def present_in(chunks: list, history) -> list[np.ndarray]:
+    """Per chunk of ids, the mask of ids that `history` holds.
+
+    `history` is an iterable of string arrays (an earlier run's ids, one row
+    group at a time) read once and let go: memory holds the chunks' hashes
+    and one history array, whatever the history's length (SPEC §8). Ids of
+    equal hash are compared as strings, so the answer is exact.
+    """
+    sizes = [len(c) for c in chunks]
+    masks = [np.zeros(n, bool) for n in sizes]
+    if not sum(sizes):
+        return masks
+    h = np.concatenate([hashes(c) for c in chunks])
+    order = np.argsort(h, kind="stable")
+    s = h[order]
+    # a bitmap of the hashes' top bits turns most history ids away with one
+    # load from a table that stays in cache; a binary search is for the rest
+    bits = np.zeros(1 << _FILTER_BITS, bool)
+    bits[s >> np.uint64(64 - _FILTER_BITS)] = True
+    mine, theirs = [], []
+    for arr in history:
+        for part in _chunks(arr):
+            hp = hashes(part)
+            hit = np.flatnonzero(bits[hp >> np.uint64(64 - _FILTER_BITS)])
+            lo = np.searchsorted(s, hp[hit], side="left")
+            equal = s[np.minimum(lo, len(s) - 1)] == hp[hit]
+            hit, lo = hit[equal], lo[equal]
+            if not len(hit):
+                continue
+            reps = np.searchsorted(s, hp[hit], side="right") - lo
+            # each history id against every position of the chunks with its hash
+            first = np.repeat(lo, reps)
+            within = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+            mine.append(order[first + within])
+            theirs.append(fields.as_string(part).take(pa.array(np.repeat(hit, reps))))
+    if not mine:
+        return masks
+    pos = np.concatenate(mine)
+    by_pos = np.argsort(pos, kind="stable")
+    pos = pos[by_pos]
+    other = pa.chunked_array(theirs, pa.string()).take(pa.array(by_pos))
+    same = np.asarray(pc.fill_null(pc.equal(_strings_at(chunks, pos), other), False))
+    found = np.zeros(len(h), bool)
+    found[pos[same]] = True
+    return _split(found, sizes)

@@ -25,13 +25,13 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ratecore import billing, fields, ids, outputs, pricing
@@ -86,6 +86,7 @@ class _Part:
 
     spill: Path               # the Arrow IPC file
     file: str | None          # the file its CDRs were read from (None: per row, a replay)
+    replay: bool = False      # read from rated/ (a re-rate), not an input of this run
     keep: np.ndarray | None = None   # rows of the spill still accepted (None: all)
 
     def table(self) -> pa.Table:
@@ -94,6 +95,12 @@ class _Part:
     def kept(self, table: pa.Table) -> np.ndarray:
         """Positions in the spill of the accepted rows."""
         return np.arange(table.num_rows) if self.keep is None else np.flatnonzero(self.keep)
+
+    def ids(self) -> pa.ChunkedArray:
+        """usage_id of the accepted rows."""
+        t = self.table()
+        col = t.column("usage_id")
+        return col if self.keep is None else col.take(pa.array(self.kept(t)))
 
     def drop(self, mask: np.ndarray) -> None:
         """Drop accepted rows (`mask` over the accepted rows, in order)."""
@@ -163,25 +170,96 @@ def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int):
     return priced, tenant_row
 
 
-def _duplicates(parts: list[_Part]) -> list[np.ndarray]:
-    """Per part, the mask of accepted rows whose usage_id an earlier row already has."""
-    chunks = []
-    for p in parts:
-        t = p.table()
-        col = t.column("usage_id")
-        chunks.append(col.take(pa.array(p.kept(t))) if p.keep is not None else col)
-    return ids.later_duplicates(chunks)
-
-
-def _rated_ids(out_dir: Path, files=None) -> ids.IdSet:
-    """usage_id of every CDR rated by earlier runs (or in `files` of rated/)."""
+def _rated_files(out_dir: Path) -> list[Path]:
+    """Every rated/ file earlier runs published."""
     rated = out_dir / "rated"
-    if files is None and not rated.exists() or files is not None and not files:
-        return ids.IdSet(pa.array([], pa.string()))
-    source = rated if files is None else [str(f) for f in files]
-    table = ds.dataset(source, format="parquet", partitioning="hive").to_table(
-        columns=["usage_id"])
-    return ids.IdSet(table.column("usage_id"))
+    return sorted(rated.glob("month=*/*.parquet")) if rated.exists() else []
+
+
+def _ids_of(files) -> Iterator[pa.ChunkedArray]:
+    """usage_id of `files`, one row group at a time (a history is read
+    through, never held: SPEC §8)."""
+    for f in files:
+        pf = pq.ParquetFile(f)
+        for g in range(pf.num_row_groups):
+            yield pf.read_row_group(g, columns=["usage_id"]).column("usage_id")
+
+
+class _Rejects:
+    """A run's rejects, spilled to Arrow files as they come (a run of
+    duplicates rejects every row: memory does not hold them)."""
+
+    def __init__(self, spill_dir: Path):
+        self.dir, self.files, self.rows, self.reasons = spill_dir, [], 0, Counter()
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.files.append(_spill(table, self.dir / f"rejects-{len(self.files):05d}.arrow"))
+            self.rows += table.num_rows
+            self.reasons.update(_counts(table.column("reason")))
+
+    def table(self) -> pa.Table:
+        """Every reject, memory-mapped."""
+        return pa.concat_tables([pa.ipc.open_file(pa.memory_map(str(f))).read_all()
+                                 for f in self.files])
+
+
+def _reject_duplicates(parts: list[_Part], masks: list[np.ndarray], rejects: _Rejects,
+                       message: str) -> None:
+    """Move the accepted rows `masks` marks (per part) to the rejects as
+    ``duplicate``, each with its row as the file wrote it."""
+    found = []
+    for part, dup in zip(parts, masks):
+        if dup.any():
+            table = part.table()
+            at = part.kept(table)[dup]
+            file, rows = _origin(part, table, at)
+            # a replay's rows (rated/ holds no raw text) as rated; a file's as read
+            found.append((file, rows, None if isinstance(file, str) else
+                          _raw_of_cdrs(_cdrs(table, at))))
+            part.drop(dup)
+    raws = iter(_raw_rows([(file, rows) for file, rows, raw in found if raw is None]))
+    for file, rows, raw in found:
+        n = len(rows)
+        rejects.add(outputs.rejects_table(
+            file, rows, next(raws) if raw is None else raw,
+            np.full(n, "duplicate", dtype=object), np.full(n, message, dtype=object)))
+
+
+def _raw_rows(wanted: list[tuple]) -> list[pa.Table]:
+    """Raw text of each (file, rows) asked, each file read once."""
+    by_file: dict[str, list[int]] = {}
+    for k, (file, _) in enumerate(wanted):
+        by_file.setdefault(file, []).append(k)
+    out: list = [None] * len(wanted)
+    for file, ks in by_file.items():
+        rows = np.concatenate([wanted[k][1] for k in ks])
+        order = np.argsort(rows, kind="stable")
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        table = raw_rows(file, rows[order]).take(pa.array(back))
+        at = 0
+        for k in ks:
+            out[k] = table.slice(at, len(wanted[k][1]))
+            at += len(wanted[k][1])
+    return out
+
+
+def _duplicates(parts: list[_Part], history, replayed, rejects: _Rejects) -> None:
+    """Reject as ``duplicate`` the accepted rows whose usage_id earlier
+    runs rated (`history`: their rated/ files), a re-rate replays
+    (`replayed`: the files it replays, for rows of other files), or an
+    earlier row of this run holds: the first valid row wins (SPEC §8)."""
+    if history:
+        _reject_duplicates(parts, ids.present_in([p.ids() for p in parts], _ids_of(history)),
+                           rejects, "column 'usage_id': already rated by an earlier run")
+    if replayed:
+        fresh = [p for p in parts if not p.replay]
+        _reject_duplicates(fresh, ids.present_in([p.ids() for p in fresh], _ids_of(replayed)),
+                           rejects, "column 'usage_id': already rated (this re-rate replays "
+                           "it from rated/)")
+    _reject_duplicates(parts, ids.later_duplicates([p.ids() for p in parts]), rejects,
+                       "column 'usage_id': already rated in this run")
 
 
 def parse_as_of(text: str) -> int:
@@ -229,7 +307,7 @@ def rate(config_dir, cdr_paths, out_dir, *, deck_file=None, strict: bool = False
     with writer_lock(out_dir):
         recover(out_dir)
         state, runs = read_state(out_dir)
-        return _run(cfg, state, runs, cdr_paths, out_dir, seen=_rated_ids(out_dir),
+        return _run(cfg, state, runs, cdr_paths, out_dir, history=_rated_files(out_dir),
                     strict=strict, as_of=as_of, threads=threads, progress=progress, t0=t0)
 
 
@@ -289,7 +367,6 @@ def _rerate(cfg, out_dir: Path, month: str, cdr_paths, *, strict, as_of, threads
             f"--rerate {month}: {billed_later[0]} holds CDRs of an earlier month rated by a "
             f"run after {month} opened (late CDRs); re-rate from "
             f"{billed_later[0].parent.name[len('month='):]} instead")
-    seen = _rated_ids(out_dir, files=earlier)
     removes = [str(f.relative_to(out_dir)) for f in later]
     for name in ("ledger", "notifications", "pools"):
         for part in sorted((out_dir / name).glob("month=*")):
@@ -299,11 +376,11 @@ def _rerate(cfg, out_dir: Path, month: str, cdr_paths, *, strict, as_of, threads
         if part.name > month:
             removes += [str(f.relative_to(out_dir)) for f in sorted(part.glob("*"))]
     new = cdr_files(cdr_paths) if cdr_paths else []
-    return _run(cfg, snapshot, runs, later + new, out_dir, seen=seen, strict=strict,
+    return _run(cfg, snapshot, runs, later + new, out_dir, history=earlier, strict=strict,
                 as_of=max(state.as_of, as_of) if as_of is not None else state.as_of,
                 threads=threads, progress=progress, t0=t0, removes=removes,
                 replace_from=month, replay=frozenset(map(str, later)),
-                replayed=_rated_ids(out_dir, files=later) if new else None)
+                replayed=later if new else ())
 
 
 def _run_of(path: Path) -> int:
@@ -312,21 +389,23 @@ def _run_of(path: Path) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of, threads,
-         progress, t0, removes=(), replace_from=None, replay=(), replayed=None) -> RunSummary:
+def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, history, strict, as_of, threads,
+         progress, t0, removes=(), replace_from=None, replay=(), replayed=()) -> RunSummary:
     """Price and bill `cdr_paths` from `state`, stage every output and publish.
 
-    `replay` are rated/ files among `cdr_paths` (a re-rate): their CDRs keep
-    the file and row they were first read from, and are not input rows of
-    this run. `replayed` are the usage_ids they hold: other files' rows with
-    those ids are ``duplicate`` rejects."""
+    `history` are the rated/ files of earlier runs: rows with their
+    usage_ids are ``duplicate`` rejects. `replay` are rated/ files among
+    `cdr_paths` (a re-rate): their CDRs keep the file and row they were
+    first read from, and are not input rows of this run. `replayed` are
+    rated/ files replayed: other files' rows with their usage_ids are
+    ``duplicate`` rejects too."""
     book, tenants = cfg.book, cfg.tenants
     summary = RunSummary(out_dir)
     plan = billing.compile_plan(cfg)
     parts: list[_Part] = []
-    rejects: list[pa.Table] = []
     with tempfile.TemporaryDirectory(prefix=SPILL, dir=out_dir) as spill:
         spill_dir = Path(spill)
+        rejects = _Rejects(spill_dir)
         read: dict[str, int] = {}
         for batch in read_cdrs(cdr_paths):
             file, rows = batch.file, batch.rows
@@ -337,18 +416,11 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
             else:
                 read[batch.file] = read.get(batch.file, 0) + len(rows)
             priced, tenant_row = _price_batch(batch, book, tenants, threads)
-            if len(seen):
-                batch.reject(seen.member(batch.cdrs.column("usage_id")),
-                             "duplicate", "column 'usage_id': already rated by an earlier run")
-            if replayed is not None and len(replayed) and batch.file not in replay:
-                batch.reject(replayed.member(batch.cdrs.column("usage_id")),
-                             "duplicate", "column 'usage_id': already rated (this re-rate "
-                             "replays it from rated/)")
             ok = batch.reason == None
             summary.read += len(ok)
             if not ok.all():
                 bad = ~ok
-                rejects.append(outputs.rejects_table(
+                rejects.add(outputs.rejects_table(
                     file if isinstance(file, str) else file.filter(pa.array(bad)), rows[bad],
                     batch.raw.filter(pa.array(bad)), batch.reason[bad], batch.message[bad]))
             idx = np.flatnonzero(ok)
@@ -363,30 +435,16 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                 accepted = accepted.append_column(name, pa.array(values) if isinstance(
                     values, np.ndarray) else values)
             parts.append(_Part(_spill(accepted, spill_dir / f"{len(parts):05d}.arrow"),
-                               file if isinstance(file, str) else None))
+                               file if isinstance(file, str) else None, batch.file in replay))
             del batch, accepted, spilled
             if progress:
                 progress(len(ok))
 
-        for part, dup in zip(parts, _duplicates(parts)):
-            if dup.any():
-                n = int(dup.sum())
-                table = part.table()
-                at = part.kept(table)[dup]
-                file, rows = _origin(part, table, at)
-                # a file's rows as read; a replay's (rated/ holds no raw text) as rated
-                raw = raw_rows(file, rows) if isinstance(file, str) else \
-                    _raw_of_cdrs(_cdrs(table, at))
-                rejects.append(outputs.rejects_table(
-                    file, rows, raw, np.array(["duplicate"] * n, dtype=object),
-                    np.array(["column 'usage_id': already rated in this run"] * n, dtype=object)))
-                part.drop(dup)
-
-        for r in rejects:
-            summary.reasons.update(_counts(r.column("reason")))
-        summary.rejected = sum(r.num_rows for r in rejects)
+        _duplicates(parts, history, replayed, rejects)
+        summary.reasons.update(rejects.reasons)
+        summary.rejected = rejects.rows
         if strict and summary.rejected:
-            first = pa.concat_tables(rejects).slice(0, 1).to_pylist()[0]
+            first = rejects.table().slice(0, 1).to_pylist()[0]
             raise InputError(
                 f"--strict: {summary.rejected} CDR(s) rejected, nothing published; first: "
                 f"{first['file']} row {first['row']}: {first['message']}")
@@ -404,8 +462,8 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, seen, strict, as_of
                     snapshots[month_of(hi)] = state.copy()
                 pools.append(billed.pools)
                 summary.as_of = billed.as_of
-            if rejects:
-                rej = pa.concat_tables(rejects)
+            if rejects.rows:
+                rej = rejects.table()
                 times = pc.cast(pc.if_else(pc.match_substring_regex(
                     rej.column("start_time").fill_null(""), r"^\d{4}-\d{2}"),
                     rej.column("start_time"), None), pa.string())
