@@ -8,13 +8,11 @@ earlier run, or by an earlier row of this one, is rejected as
 through a journal (:mod:`ratecore.state`), so a failed, refused or killed
 run leaves the previous outputs and state as they were.
 
-Memory: each batch's accepted CDRs (their text columns, most of a CDR's
-size) are spilled to an Arrow file under ``OUT/.spill-*`` as soon as they
-are priced, and memory-mapped back batch by batch when rated records are
-written; what stays in memory is the billing columns of every CDR (about
-300 bytes per CDR at the peak of the billing pass, measured). That still
-grows with the run: a run larger than memory would need the calls sorted
-by tenant and time outside memory, which is not done.
+Memory (SPEC §8): each batch's accepted CDRs are spilled to an Arrow file
+under ``OUT/.spill-*`` with what billing needs of them as soon as they are
+priced; the run is billed one stretch of start time at a time, gathered
+from the memory-mapped spills; rejects are spilled as they come; earlier
+runs' ids are read through one row group at a time, never held.
 """
 
 from __future__ import annotations
