@@ -137,6 +137,39 @@ def expiry_of(int64_t t):
     return plus_year(t)
 
 
+def payers_of(const int32_t[::1] codes, valid, Py_ssize_t offset,
+              const int32_t[::1] by_code, const int32_t[::1] payer_tenant,
+              const int32_t[::1] tenant, int32_t[::1] out):
+    """The payer of each call from its user_id dictionary code: by_code[code]
+    (-1 not licensed, -2 licensed in several tenants: left for the caller),
+    -1 when the code is null (`valid`: the Arrow validity bitmap, or None;
+    `offset`: the array's offset into it and into `codes`) or the payer
+    belongs to another tenant. One pass, no temporaries."""
+    cdef Py_ssize_t n = tenant.shape[0], i, j
+    cdef int32_t c, p
+    cdef const uint8_t[::1] vmv
+    cdef const uint8_t* v = NULL
+    if codes.shape[0] < offset + n or out.shape[0] != n:
+        raise ValueError("payers_of: columns differ in length")
+    if valid is not None:
+        vmv = valid
+        if vmv.shape[0] * 8 < offset + n:
+            raise ValueError("payers_of: validity bitmap too short")
+        v = &vmv[0]
+    cdef Py_ssize_t n_codes = by_code.shape[0], n_payers = payer_tenant.shape[0]
+    with nogil:
+        for i in range(n):
+            j = offset + i
+            p = -1
+            if v == NULL or (v[j >> 3] >> (j & 7)) & 1:
+                c = codes[j]
+                if 0 <= c < n_codes:
+                    p = by_code[c]
+                    if p >= 0 and (p >= n_payers or payer_tenant[p] != tenant[i]):
+                        p = -1
+            out[i] = p
+
+
 # ---- the pass ----------------------------------------------------------
 
 cdef struct Ctx:

@@ -23,7 +23,11 @@ from __future__ import annotations
 from collections import namedtuple
 from decimal import Decimal
 
+import numpy as np
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing_harness import Both, card_update, fund, lic, tenant, write_config
 from conftest import cdr, deck_row, ts, write_csv
@@ -914,3 +918,38 @@ def test_two_months_in_two_runs_equals_one_run(tmp_path):
     assert Rated(*out_one["m1"]).balance_after == D("-0.41")
     kinds_one = [dict(e)["kind"] for e in ledger_one]
     assert kinds_one.count("recharge") == 1 and kinds_one.count("recharge_failed") == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["a", "b", "c", "z", None])),
+                     max_size=30),
+       cut=st.integers(0, 30), dictionary=st.booleans())
+def test_payers_match_a_lookup_by_tenant_and_user(tmp_path_factory, rows, cut, dictionary):
+    """Each call's payer is the license holder (tenant, user) of its own
+    tenant; nulls, unlicensed users and a user licensed in two tenants
+    included, whatever the array's encoding, slicing and chunking."""
+    both = _three_tenants(tmp_path_factory)
+    plan = both.plan
+    keys = plan.payer_keys.to_pylist()
+    want = [keys.index(f"{t}\x1f{u}") if u is not None and f"{t}\x1f{u}" in keys else -1
+            for t, u in rows]
+    users = pa.array(["pad"] + [u for _, u in rows], pa.string()).slice(1)
+    if dictionary:
+        users = users.dictionary_encode()
+    users = pa.chunked_array([users.slice(0, cut), users.slice(cut)])
+    got = plan.payers(np.array([t for t, _ in rows], np.int32), users)
+    assert got.tolist() == want
+
+
+_BOTH = {}
+
+
+def _three_tenants(factory) -> Both:
+    """t1, t2, t3; a licensed in t1 and t2 (two payers), b in t2, c in t3."""
+    if "both" not in _BOTH:
+        root = factory.mktemp("payers")
+        config = write_config(root, DECK, [tenant(tid) for tid in ("t1", "t2", "t3")], [
+            lic("a", "MCOPSTN1", tid="t1"), lic("a", "MCOPSTN1", tid="t2"),
+            lic("b", "MCOPSTN1", tid="t2"), lic("c", "MCOPSTN1", tid="t3")])
+        _BOTH["both"] = Both(config)
+    return _BOTH["both"]

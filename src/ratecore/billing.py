@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ratecore import fields
-from ratecore._billing import Pass
+from ratecore._billing import Pass, payers_of
 from ratecore._order import group_calls
 
 INT64_MIN = np.iinfo(np.int64).min
@@ -100,9 +100,10 @@ class Plan:
         """Payer index of each (tenant row, user_id); -1 without licenses.
 
         Works on the user_id dictionary (the one Parquet hands out, else one
-        built here): each distinct user is looked up once, then each call is
-        one gather and a check that the payer is of the call's tenant. Users
-        licensed in several tenants take a slower path by full key.
+        built here): each distinct user is looked up once, then the kernel
+        (``payers_of``) takes each call's payer by its code and checks that
+        the payer is of the call's tenant, in one pass. Users licensed in
+        several tenants take a slower path by full key.
         """
         if isinstance(user_id, pa.ChunkedArray):
             parts, at = [], 0
@@ -112,18 +113,20 @@ class Plan:
             return np.concatenate(parts) if parts else np.zeros(0, np.int32)
         if not pa.types.is_dictionary(user_id.type):
             user_id = pc.dictionary_encode(user_id)
-        codes = np.asarray(user_id.indices.fill_null(-1)).astype(np.int64)
         by_user, users, payer_tenant = self._payers_by_user()
         hit = np.asarray(pc.index_in(user_id.dictionary.cast(pa.string()), users)
                          .fill_null(-1)).astype(np.int64)
-        # index -1 (not licensed, null user) reads the -1 appended at the end
-        entry = np.append(by_user, np.int32(-1))[hit]
-        payer = np.append(entry, np.int32(-1))[codes]
-        several = payer == -2
-        owner = np.append(payer_tenant, np.int32(-1))[payer]
-        payer[owner != tenant_row] = -1
-        if several.any():
-            rows = np.flatnonzero(several)
+        # index -1 (not licensed) reads the -1 appended at the end
+        by_code = np.append(by_user, np.int32(-1))[hit]
+        indices = user_id.indices.cast(pa.int32())
+        validity, data = indices.buffers()
+        payer = np.empty(len(user_id), np.int32)
+        payers_of(np.frombuffer(data, np.int32),
+                  None if validity is None or not indices.null_count
+                  else np.frombuffer(validity, np.uint8), indices.offset,
+                  by_code, payer_tenant, np.ascontiguousarray(tenant_row, np.int32), payer)
+        if (by_code == -2).any():
+            rows = np.flatnonzero(payer == -2)
             user = pc.take(user_id, pa.array(rows)).cast(pa.string())
             keys = pc.binary_join_element_wise(
                 pa.array(tenant_row[rows].astype(np.int64)).cast(pa.string()), user, "\x1f")
@@ -464,6 +467,15 @@ def _other_events(cfg, fund_i, card_i, n_t: int, point: np.ndarray, run_as_of: i
             np.searchsorted(tenant, np.arange(n_t + 1), side="left").astype(np.int64))
 
 
+def _joined(parts: list) -> SimpleNamespace:
+    """The outputs of the tenant ranges as one set of arrays (one range's
+    as they are: a run's 3M ledger entries are not copied for nothing)."""
+    if len(parts) == 1:
+        return parts[0]
+    return SimpleNamespace(**{k: np.concatenate([getattr(p, k) for p in parts])
+                              for k in vars(parts[0])})
+
+
 def _tenant_ranges(call_lo: np.ndarray, ev_lo: np.ndarray, threads: int) -> list:
     """Tenant ranges of about equal work, one per thread."""
     n_t = len(call_lo) - 1
@@ -576,12 +588,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
     else:
         with ThreadPoolExecutor(len(ranges), thread_name_prefix="ratecore-bill") as ex:
             parts = list(ex.map(lambda r: _run_range(ins, ks, out, *r), ranges))
-    led = SimpleNamespace(**{k: np.concatenate([getattr(p[0], k) for p in parts])
-                             for k in vars(parts[0][0])})
-    notes = SimpleNamespace(**{k: np.concatenate([getattr(p[1], k) for p in parts])
-                               for k in vars(parts[0][1])})
-    flushed = SimpleNamespace(**{k: np.concatenate([getattr(p[2], k) for p in parts])
-                                 for k in vars(parts[0][2])})
+    led, notes, flushed = (_joined([p[j] for p in parts]) for j in range(3))
 
     # state back, by name
     card_updated = np.zeros(n_t, bool)
