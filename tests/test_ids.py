@@ -60,9 +60,12 @@ def test_later_duplicates_match_a_set(kind, chunks):
 @given(known=st.lists(ID, max_size=15), asked=CHUNKS, cut=st.integers(0, 15))
 def test_present_in_matches_a_set(kind, known, asked, cut):
     # the history arrives in pieces (row groups), some of them chunked
-    history = [pa.chunked_array(_arrays([known[:cut // 2], known[cut // 2: cut]]), pa.string()),
-               *_arrays([known[cut:]])]
+    # or as a hash index whose strings are read only on a match
     with hashing(kind):
+        rest = _arrays([known[cut:]])[0]
+        history = [pa.chunked_array(_arrays([known[:cut // 2], known[cut // 2: cut]]),
+                                    pa.string()),
+                   (ids.hashes(rest), lambda: rest)]
         got = [m.tolist() for m in ids.present_in(_arrays(asked), iter(history))]
     assert got == [[a in set(known) for a in c] for c in asked]
 
@@ -76,3 +79,20 @@ def test_hashes_are_of_the_bytes_not_the_position():
     assert np.array_equal(ids.hashes(pa.chunked_array([a.slice(0, 2), a.slice(2)])), h)
     assert np.array_equal(ids.hashes(a.dictionary_encode()), h)
     assert len(set(ids.hashes(pa.array([f"u{i}" for i in range(10_000)])).tolist())) == 10_000
+
+
+def test_present_in_reads_an_indexed_pieces_ids_only_on_a_hash_match():
+    read = []
+    known = pa.array([f"id-{i}" for i in range(1000)])
+
+    def strings():
+        read.append(1)
+        return known
+
+    piece = (ids.hashes(known), strings)
+    assert ids.present_in([pa.array(["other", "id-x"])], iter([piece]))[0].tolist() == \
+        [False, False]
+    assert not read
+    assert ids.present_in([pa.array(["other", "id-7"])], iter([piece]))[0].tolist() == \
+        [False, True]
+    assert read == [1]

@@ -10,7 +10,14 @@ from decimal import Decimal
 
 import pyarrow.parquet as pq
 import pytest
-from test_runs import OUTPUTS, kill_after_journal, read, sample, state_of  # noqa: F401
+from test_runs import (  # noqa: F401
+    OUTPUTS,
+    assert_index_matches,
+    kill_after_journal,
+    read,
+    sample,
+    state_of,
+)
 
 from ratecore import run, state
 from ratecore.errors import InputError
@@ -64,9 +71,11 @@ def test_rerate_after_monthly_runs_equals_one_run(sample, tmp_path, which):
     assert summary.rated == sum(pq.read_metadata(f).num_rows
                                 for m in months[which:] for f in (split / m).glob("*.parquet"))
     _same_outputs(one, many)
+    assert_index_matches(many)      # the replaced files' indexes went with them
     # and again: a re-rate is repeatable
     run.rerate(s.config_dir, many, months[which])
     _same_outputs(one, many)
+    assert_index_matches(many)
 
 
 def test_rerate_billed_in_stretches_equals_one_run(sample, tmp_path, monkeypatch):

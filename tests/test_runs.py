@@ -7,13 +7,14 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from ratecore import run, state
+from ratecore import ids, run, state
 from ratecore.generate import generate
 
 OUTPUTS = {"rated": ["usage_id"], "ledger": ["tenant_id", "seq"],
@@ -109,6 +110,41 @@ def test_running_twice_adds_only_duplicates(sample, tmp_path):
     rej = read(out, "rejects")
     assert set(rej.column("reason").to_pylist()) == {"duplicate"}
     assert "earlier run" in rej.column("message")[0].as_py()
+
+
+def assert_index_matches(out: Path) -> None:
+    """Every rated/ file has its hash index in state/ids, and every index a
+    rated/ file: the hashes of its usage_ids in row order."""
+    rated = sorted(p.relative_to(out / "rated").with_suffix("")
+                   for p in (out / "rated").rglob("*.parquet"))
+    index = sorted(p.relative_to(out / run.ID_INDEX).with_suffix("")
+                   for p in (out / run.ID_INDEX).rglob("*.npy"))
+    assert rated and rated == index
+    for rel in rated:
+        ids_ = pq.read_table(out / "rated" / rel.with_suffix(".parquet"), columns=["usage_id"])
+        assert np.array_equal(np.load(out / run.ID_INDEX / rel.with_suffix(".npy")),
+                              ids.hashes(ids_.column("usage_id")))
+
+
+@pytest.mark.parametrize("damage", ["none", "missing", "truncated", "garbage"])
+def test_a_second_run_finds_duplicates_through_the_index_or_without_it(sample, tmp_path,
+                                                                       damage):
+    """The index spares reading earlier ids; one that is missing or does not
+    fit its rated/ file is not trusted, and the strings are read instead."""
+    s, split, months = sample
+    out = tmp_path / "out"
+    first = run.rate(s.config_dir, [split / months[0]], out)
+    assert_index_matches(out)
+    for f in (out / run.ID_INDEX).rglob("*.npy"):
+        if damage == "missing":
+            f.unlink()
+        elif damage == "truncated":
+            np.save(f, np.load(f)[:-1])
+        elif damage == "garbage":
+            f.write_bytes(b"not an index")
+    again = run.rate(s.config_dir, [split / months[0], split / months[1]], out)
+    assert again.reasons == {"duplicate": first.rated}
+    assert again.rated == pq.read_metadata(split / months[1] / "cdrs.parquet").num_rows
 
 
 def test_a_duplicate_within_a_run_keeps_its_row_as_read(tmp_path):

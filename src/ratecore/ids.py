@@ -97,10 +97,12 @@ _FILTER_BITS = 24
 def present_in(chunks: list, history) -> list[np.ndarray]:
     """Per chunk of ids, the mask of ids that `history` holds.
 
-    `history` is an iterable of string arrays (an earlier run's ids, one row
-    group at a time) read once and let go: memory holds the chunks' hashes
-    and one history array, whatever the history's length (SPEC §8). Ids of
-    equal hash are compared as strings, so the answer is exact.
+    `history` is an iterable of string arrays, or of (hashes, ids) pairs
+    whose `ids` is called for the strings only when a hash matches (an
+    earlier run's rated file and its hash index). Each is read once and let
+    go: memory holds the chunks' hashes and one history piece, whatever the
+    history's length (SPEC §8). Ids of equal hash are compared as strings,
+    so the answer is exact.
     """
     sizes = [len(c) for c in chunks]
     masks = [np.zeros(n, bool) for n in sizes]
@@ -114,21 +116,21 @@ def present_in(chunks: list, history) -> list[np.ndarray]:
     bits = np.zeros(1 << _FILTER_BITS, bool)
     bits[s >> np.uint64(64 - _FILTER_BITS)] = True
     mine, theirs = [], []
-    for arr in history:
-        for part in _chunks(arr):
-            hp = hashes(part)
-            hit = np.flatnonzero(bits[hp >> np.uint64(64 - _FILTER_BITS)])
-            lo = np.searchsorted(s, hp[hit], side="left")
-            equal = s[np.minimum(lo, len(s) - 1)] == hp[hit]
-            hit, lo = hit[equal], lo[equal]
-            if not len(hit):
-                continue
-            reps = np.searchsorted(s, hp[hit], side="right") - lo
-            # each history id against every position of the chunks with its hash
-            first = np.repeat(lo, reps)
-            within = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
-            mine.append(order[first + within])
-            theirs.append(fields.as_string(part).take(pa.array(np.repeat(hit, reps))))
+    for piece in history:
+        hp, strings = piece if isinstance(piece, tuple) else (hashes(piece), lambda p=piece: p)
+        hit = np.flatnonzero(bits[hp >> np.uint64(64 - _FILTER_BITS)])
+        lo = np.searchsorted(s, hp[hit], side="left")
+        equal = s[np.minimum(lo, len(s) - 1)] == hp[hit]
+        hit, lo = hit[equal], lo[equal]
+        if not len(hit):
+            continue
+        reps = np.searchsorted(s, hp[hit], side="right") - lo
+        # each history id against every position of the chunks with its hash
+        first = np.repeat(lo, reps)
+        within = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+        mine.append(order[first + within])
+        theirs.append(pa.chunked_array(_chunks(strings()), pa.string())
+                      .take(pa.array(np.repeat(hit, reps))))
     if not mine:
         return masks
     pos = np.concatenate(mine)

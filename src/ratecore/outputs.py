@@ -122,9 +122,12 @@ def month_of(times) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(codes, mask=~valid), names)
 
 
-def write_by_month(table: pa.Table, months, directory: Path, part: str) -> list[Path]:
+def write_by_month(table: pa.Table, months, directory: Path, part: str,
+                   each=None) -> list[Path]:
     """Write `table` as Hive partitions ``month=YYYY-MM/part.parquet``;
-    `months` holds each row's 'YYYY-MM' (null: ``month=unknown``)."""
+    `months` holds each row's 'YYYY-MM' (null: ``month=unknown``).
+    ``each(path, rows)`` is called for every file written, with the mask of
+    the table's rows it holds."""
     if isinstance(months, pa.ChunkedArray):
         months = months.combine_chunks()
     if not pa.types.is_dictionary(months.type):
@@ -139,6 +142,8 @@ def write_by_month(table: pa.Table, months, directory: Path, part: str) -> list[
             target.mkdir(parents=True, exist_ok=True)
             write_parquet(table.filter(pa.array(rows)), target / f"{part}.parquet")
             written.append(target / f"{part}.parquet")
+            if each is not None:
+                each(written[-1], rows)
     return written
 
 

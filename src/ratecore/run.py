@@ -174,11 +174,38 @@ def _rated_files(out_dir: Path) -> list[Path]:
     return sorted(rated.glob("month=*/*.parquet")) if rated.exists() else []
 
 
-def _ids_of(files) -> Iterator[pa.ChunkedArray]:
-    """usage_id of `files`, one row group at a time (a history is read
-    through, never held: SPEC §8)."""
+#: The hash index of rated/: for each rated file, ``ids.hashes`` of its
+#: usage_ids in row order (a uint64 .npy), so that later runs test for
+#: duplicates reading 8 bytes an id instead of the strings.
+ID_INDEX = Path(STATE_DIR) / "ids"
+
+
+def _index_of(rated_file: Path) -> Path:
+    """Where the index of a rated/ file (relative to the out dir) is."""
+    return ID_INDEX / rated_file.relative_to("rated").with_suffix(".npy")
+
+
+def _save_index(staging: Path, rated_file: Path, hashes: np.ndarray) -> None:
+    path = staging / _index_of(rated_file.relative_to(staging))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, hashes)
+
+
+def _ids_of(out_dir: Path, files) -> Iterator:
+    """The usage_ids of rated `files` for ids.present_in, one file (its
+    hash index, the strings read only on a match) or, for a file without a
+    sound index, one row group of strings at a time: a history is read
+    through, never held (SPEC §8)."""
     for f in files:
         pf = pq.ParquetFile(f)
+        try:
+            hashes = np.load(out_dir / _index_of(f.relative_to(out_dir)))
+        except (OSError, ValueError):
+            hashes = None
+        if hashes is not None and hashes.dtype == np.uint64 and \
+                len(hashes) == pf.metadata.num_rows:
+            yield hashes, lambda pf=pf: pf.read(columns=["usage_id"]).column("usage_id")
+            continue
         for g in range(pf.num_row_groups):
             yield pf.read_row_group(g, columns=["usage_id"]).column("usage_id")
 
@@ -243,17 +270,20 @@ def _raw_rows(wanted: list[tuple]) -> list[pa.Table]:
     return out
 
 
-def _duplicates(parts: list[_Part], history, replayed, rejects: _Rejects) -> None:
+def _duplicates(out_dir: Path, parts: list[_Part], history, replayed,
+                rejects: _Rejects) -> None:
     """Reject as ``duplicate`` the accepted rows whose usage_id earlier
     runs rated (`history`: their rated/ files), a re-rate replays
     (`replayed`: the files it replays, for rows of other files), or an
     earlier row of this run holds: the first valid row wins (SPEC §8)."""
     if history:
-        _reject_duplicates(parts, ids.present_in([p.ids() for p in parts], _ids_of(history)),
+        _reject_duplicates(parts, ids.present_in([p.ids() for p in parts],
+                                                   _ids_of(out_dir, history)),
                            rejects, "column 'usage_id': already rated by an earlier run")
     if replayed:
         fresh = [p for p in parts if not p.replay]
-        _reject_duplicates(fresh, ids.present_in([p.ids() for p in fresh], _ids_of(replayed)),
+        _reject_duplicates(fresh, ids.present_in([p.ids() for p in fresh],
+                                                   _ids_of(out_dir, replayed)),
                            rejects, "column 'usage_id': already rated (this re-rate replays "
                            "it from rated/)")
     _reject_duplicates(parts, ids.later_duplicates([p.ids() for p in parts]), rejects,
@@ -365,7 +395,8 @@ def _rerate(cfg, out_dir: Path, month: str, cdr_paths, *, strict, as_of, threads
             f"--rerate {month}: {billed_later[0]} holds CDRs of an earlier month rated by a "
             f"run after {month} opened (late CDRs); re-rate from "
             f"{billed_later[0].parent.name[len('month='):]} instead")
-    removes = [str(f.relative_to(out_dir)) for f in later]
+    removes = [str(p) for f in later for p in (f.relative_to(out_dir),
+                                               _index_of(f.relative_to(out_dir)))]
     for name in ("ledger", "notifications", "pools"):
         for part in sorted((out_dir / name).glob("month=*")):
             if part.name[len("month="):] >= month:
@@ -438,7 +469,7 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, history, strict, as
             if progress:
                 progress(len(ok))
 
-        _duplicates(parts, history, replayed, rejects)
+        _duplicates(out_dir, parts, history, replayed, rejects)
         summary.reasons.update(rejects.reasons)
         summary.rejected = rejects.rows
         if strict and summary.rejected:
@@ -574,8 +605,11 @@ def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, 
                                     _slice(billed, done, done + len(at)), plan,
                                     origin=_origin(p, t, at))
         done += len(at)
+        hashes = ids.hashes(rated.column("usage_id"))
         outputs.write_by_month(rated, outputs.month_of(rated.column("start_time")),
-                               staging / "rated", f"{tag}-{j:05d}")
+                               staging / "rated", f"{tag}-{j:05d}",
+                               each=lambda path, rows, h=hashes: _save_index(staging, path,
+                                                                             h[rows]))
         _count(summary, rated)
     for name, table in (("ledger", billed.ledger), ("notifications", billed.notifications)):
         if table.num_rows:
