@@ -56,7 +56,8 @@ def pytest_terminal_summary(terminalreporter):
     if not RESULTS:
         return
     tr = terminalreporter
-    base = RESULTS.get("duckdb_asof_1thread")
+    # the pricing benchmarks' DuckDB row, else the pipeline file's (same SQL)
+    base = RESULTS.get("duckdb_asof_1thread") or RESULTS.get("duckdb_asof_pricing_only_1thread")
     tr.section("ratecore pricing throughput (same data, same run)")
     tr.write_line(f"{'method':<28}{'threads':>8}{'M CDR/s':>10}{'vs DuckDB ASOF 1t':>20}")
     for name, r in RESULTS.items():
