@@ -44,7 +44,7 @@ def pipeline(cfg, plan, cdrs: pa.Table, threads: int = 1) -> dict[str, int]:
             tollfree=pricing.tollfree_flags(b.column("number_type")),
             deck=cfg.tenants.deck_index[tenant[lo:hi]], caller=b.column("caller_number"),
             callee=b.column("callee_number"), start=b.column("start_time"),
-            duration=b.column("duration_seconds"),
+            duration=b.column("duration_seconds"), threads=threads,
             out=pricing.Priced(*(a[lo:hi] for a in (full.status, full.service, full.row,
                                                     full.billable, full.charge))))
     user_id, usage_id = cdrs.column("user_id"), cdrs.column("usage_id")

@@ -141,9 +141,23 @@ def group_calls(const int32_t[::1] tenant, const int64_t[::1] start, const int32
     + 1) with where each tenant's records begin.
 
     Returns the record positions k whose start equals record k-1's within a
-    tenant (ties, to be ordered by usage_id), as an int64 array.
+    tenant (ties, to be ordered by usage_id), as an int64 array. The same as
+    :func:`scatter_calls` then :func:`sort_tenants` over every tenant.
     """
-    cdef int64_t n = tenant.shape[0], i, k, t, m, biggest = 0
+    scatter_calls(tenant, start, payer, row, billable, service, status, n_tenants, recs_out,
+                  offsets_out)
+    return sort_tenants(recs_out, offsets_out, 0, n_tenants)
+
+
+def scatter_calls(const int32_t[::1] tenant, const int64_t[::1] start,
+                  const int32_t[::1] payer, const int32_t[::1] row,
+                  const int32_t[::1] billable, const int8_t[::1] service,
+                  const int8_t[::1] status, int32_t n_tenants, uint8_t[::1] recs_out,
+                  int64_t[::1] offsets_out):
+    """The stable counting sort by tenant: `recs_out` gets each tenant's
+    calls as records in input order, `offsets_out` where each tenant's
+    begin. Each tenant's slice is then sorted by :func:`sort_tenants`."""
+    cdef int64_t n = tenant.shape[0], i, k, t
     if (start.shape[0] != n or payer.shape[0] != n or row.shape[0] != n
             or billable.shape[0] != n or service.shape[0] != n or status.shape[0] != n):
         raise ValueError("group_calls: columns differ in length")
@@ -154,38 +168,58 @@ def group_calls(const int32_t[::1] tenant, const int64_t[::1] start, const int32
             raise ValueError(f"group_calls: tenant row {tenant[i]} out of range")
     cdef CallRec* recs = <CallRec*> &recs_out[0] if n else NULL
     cdef int64_t* pos = &offsets_out[0]
-    cdef int64_t* ties = NULL
-    cdef int64_t n_ties = 0, cap_ties = 0
-    cdef bint failed = False
     with nogil:
         memset(pos, 0, (n_tenants + 1) * sizeof(int64_t))
         for i in range(n):
             pos[tenant[i] + 1] += 1
         for t in range(n_tenants):
-            if pos[t + 1] > biggest:
-                biggest = pos[t + 1]
             pos[t + 1] += pos[t]
+        for i in range(n):
+            k = pos[tenant[i]]
+            pos[tenant[i]] = k + 1
+            recs[k].start = start[i]
+            recs[k].idx = i
+            recs[k].payer = payer[i]
+            recs[k].row = row[i]
+            recs[k].billable = billable[i]
+            recs[k].service = service[i]
+            recs[k].status = status[i]
+        # pos[t] now ends tenant t: shift back to where each begins
+        for t in range(n_tenants, 0, -1):
+            pos[t] = pos[t - 1]
+        pos[0] = 0
+
+
+def sort_tenants(uint8_t[::1] recs_out, const int64_t[::1] offsets, int64_t lo, int64_t hi):
+    """Sort the slices of tenants [lo, hi) of grouped records by (start,
+    input position), without the GIL: threads may sort disjoint ranges.
+
+    Returns the record positions k in those slices whose start equals
+    record k-1's (ties, to be ordered by usage_id), as an int64 array.
+    """
+    cdef int64_t t, k, m, biggest = 0
+    if lo < 0 or hi < lo or hi >= offsets.shape[0]:
+        raise ValueError("sort_tenants: bad tenant range")
+    if offsets[hi] * <int64_t>sizeof(CallRec) > recs_out.shape[0]:
+        raise ValueError("sort_tenants: offsets beyond the records")
+    for t in range(lo, hi):
+        if offsets[t + 1] < offsets[t]:
+            raise ValueError("sort_tenants: offsets out of order")
+        if offsets[t + 1] - offsets[t] > biggest:
+            biggest = offsets[t + 1] - offsets[t]
+    cdef CallRec* recs = <CallRec*> &recs_out[0] if recs_out.shape[0] else NULL
+    cdef const int64_t* pos = &offsets[0]
+    cdef int64_t* ties = NULL
+    cdef int64_t* grown
+    cdef int64_t n_ties = 0, cap_ties = 0
+    cdef bint failed = False
     # scratch for the biggest slice, from numpy (huge pages: fewer page faults)
     cdef uint64_t[::1] keys = np.empty(biggest + 1, np.uint64)
     cdef uint64_t[::1] tmp = np.empty(biggest + 1, np.uint64)
     cdef uint8_t[::1] spare = np.empty((biggest + 1) * sizeof(CallRec), np.uint8)
     try:
         with nogil:
-            for i in range(n):
-                k = pos[tenant[i]]
-                pos[tenant[i]] = k + 1
-                recs[k].start = start[i]
-                recs[k].idx = i
-                recs[k].payer = payer[i]
-                recs[k].row = row[i]
-                recs[k].billable = billable[i]
-                recs[k].service = service[i]
-                recs[k].status = status[i]
-            # pos[t] now ends tenant t: shift back to where each begins
-            for t in range(n_tenants, 0, -1):
-                pos[t] = pos[t - 1]
-            pos[0] = 0
-            for t in range(n_tenants):
+            for t in range(lo, hi):
                 m = pos[t + 1] - pos[t]
                 if m > 1:
                     sort_slice(recs + pos[t], m, &keys[0], &tmp[0], <CallRec*> &spare[0])
@@ -193,10 +227,11 @@ def group_calls(const int32_t[::1] tenant, const int64_t[::1] start, const int32
                     if recs[k].start == recs[k - 1].start:
                         if n_ties == cap_ties:
                             cap_ties = 2 * cap_ties + 1024
-                            ties = <int64_t*> realloc(ties, cap_ties * sizeof(int64_t))
-                            if ties == NULL:
+                            grown = <int64_t*> realloc(ties, cap_ties * sizeof(int64_t))
+                            if grown == NULL:
                                 failed = True
                                 break
+                            ties = grown
                         ties[n_ties] = k
                         n_ties += 1
                 if failed:

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ratecore._order import group_calls, record_size
+from ratecore._order import group_calls, record_size, scatter_calls, sort_tenants
 
 from ratecore import billing
 
@@ -101,3 +101,46 @@ def test_bad_tenant_rows_and_sizes_are_refused():
         group_calls(cols["tenant"], cols["start"], cols["payer"], cols["row"], cols["billable"],
                     cols["service"], cols["status"], 2, np.empty(5, np.uint8),
                     np.empty(3, np.int64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 2000), n_t=st.integers(1, 6), seed=st.integers(0, 2**32 - 1),
+       cuts=st.lists(st.integers(0, 6), max_size=4))
+def test_sorting_tenant_ranges_apart_gives_the_whole_sort(n, n_t, seed, cuts):
+    """Threads sort disjoint tenant ranges: any cut into ranges gives the
+    records and ties of one sort over all tenants."""
+    cols = _columns(np.random.default_rng(seed), n, n_t, 10**4)
+    whole, offsets, ties = _group(cols, n_t)
+    recs = np.empty(n, billing.CALL_DTYPE)
+    offs = np.empty(n_t + 1, np.int64)
+    scatter_calls(cols["tenant"], cols["start"], cols["payer"], cols["row"], cols["billable"],
+                  cols["service"], cols["status"], n_t, recs.view(np.uint8), offs)
+    bounds = sorted({0, n_t, *(min(c, n_t) for c in cuts)})
+    parts = [sort_tenants(recs.view(np.uint8), offs, lo, hi)
+             for lo, hi in reversed(list(zip(bounds[:-1], bounds[1:])))]
+    assert np.array_equal(offs, offsets)
+    assert np.array_equal(recs, whole)
+    assert np.array_equal(np.sort(np.concatenate(parts)) if parts else parts, ties)
+
+
+def test_grouping_on_two_threads_equals_one():
+    rng = np.random.default_rng(11)
+    n = 300_000          # enough calls for the work to be split
+    cols = _columns(rng, n, 7, 10**5)   # many equal starts: ties by usage_id
+    calls = billing.Calls(
+        tenant=cols["tenant"], user_id=None, usage_id=pa.array([f"u{i:07d}" for i in
+                                                               rng.permutation(n)]),
+        start=cols["start"], service=cols["service"], status=cols["status"], row=cols["row"],
+        billable=cols["billable"])
+    one = billing._group_calls(calls, cols["payer"], 7, threads=1)
+    two = billing._group_calls(calls, cols["payer"], 7, threads=2)
+    assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
+    assert len(billing._tenant_ranges(one[1], np.zeros(8, np.int64), 2)) == 2
+
+
+def test_sort_tenants_refuses_a_bad_range():
+    cols = _columns(np.random.default_rng(1), 10, 2, 100)
+    recs, offsets, _ = _group(cols, 2)
+    for lo, hi in ((-1, 1), (1, 0), (0, 3)):
+        with pytest.raises(ValueError, match="bad tenant range"):
+            sort_tenants(recs.view(np.uint8), offsets, lo, hi)

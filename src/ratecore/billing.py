@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from ratecore import fields
 from ratecore._billing import Pass, payers_of
-from ratecore._order import group_calls
+from ratecore._order import scatter_calls, sort_tenants
 
 INT64_MIN = np.iinfo(np.int64).min
 INT64_MAX = np.iinfo(np.int64).max
@@ -427,18 +427,25 @@ def _run_range(ins, kstate, out, lo: int, hi: int):
             SimpleNamespace(**{k: v[:fn] for k, v in vars(flushed).items()}))
 
 
-def _group_calls(calls: Calls, payer: np.ndarray, n_t: int):
+def _group_calls(calls: Calls, payer: np.ndarray, n_t: int, threads: int = 1):
     """The calls as records grouped by tenant, each tenant's in (start,
-    usage_id) order, and where each tenant's records begin."""
+    usage_id) order, and where each tenant's records begin. The tenants'
+    slices are sorted on `threads` threads (ranges of about equal calls)."""
     n = len(calls)
     recs = np.empty(n, CALL_DTYPE)
     offsets = np.empty(n_t + 1, np.int64)
     c32 = lambda a: np.ascontiguousarray(a, np.int32)
-    ties = group_calls(c32(calls.tenant), np.ascontiguousarray(calls.start, np.int64), c32(payer),
-                       c32(calls.row), c32(calls.billable),
-                       np.ascontiguousarray(calls.service, np.int8),
-                       np.ascontiguousarray(calls.status, np.int8), n_t, recs.view(np.uint8),
-                       offsets)
+    raw = recs.view(np.uint8)
+    scatter_calls(c32(calls.tenant), np.ascontiguousarray(calls.start, np.int64), c32(payer),
+                  c32(calls.row), c32(calls.billable), np.ascontiguousarray(calls.service, np.int8),
+                  np.ascontiguousarray(calls.status, np.int8), n_t, raw, offsets)
+    ranges = _tenant_ranges(offsets, np.zeros(n_t + 1, np.int64), threads)
+    if len(ranges) == 1:
+        ties = sort_tenants(raw, offsets, 0, n_t)
+    else:
+        with ThreadPoolExecutor(len(ranges), thread_name_prefix="ratecore-group") as ex:
+            ties = np.concatenate(list(ex.map(lambda r: sort_tenants(raw, offsets, *r),
+                                              ranges)))
     if len(ties):
         # runs of equal starts within a tenant: order each by usage_id, all at once
         pos = np.union1d(ties, ties - 1)
@@ -526,7 +533,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
     n_c = len(calls)
     payer = calls.payer if calls.payer is not None else (
         plan.payers(calls.tenant, calls.user_id) if n_c else np.zeros(0, np.int32))
-    recs, call_lo = _group_calls(calls, payer, n_t)
+    recs, call_lo = _group_calls(calls, payer, n_t, threads)
     ev_time, ev_kind, ev_ref, ev_lo = _other_events(cfg, fund_i, card_i, n_t, point, run_as_of)
     late = (starts < point[calls.tenant]) if n_c else np.zeros(0, bool)
 
