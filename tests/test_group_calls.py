@@ -4,6 +4,8 @@ their columns, offsets and tie positions right, inputs untouched."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -117,7 +119,7 @@ def test_sorting_tenant_ranges_apart_gives_the_whole_sort(n, n_t, seed, cuts):
                   cols["service"], cols["status"], n_t, recs.view(np.uint8), offs)
     bounds = sorted({0, n_t, *(min(c, n_t) for c in cuts)})
     parts = [sort_tenants(recs.view(np.uint8), offs, lo, hi)
-             for lo, hi in reversed(list(zip(bounds[:-1], bounds[1:])))]
+             for lo, hi in reversed(list(itertools.pairwise(bounds)))]
     assert np.array_equal(offs, offsets)
     assert np.array_equal(recs, whole)
     assert np.array_equal(np.sort(np.concatenate(parts)) if parts else parts, ties)
