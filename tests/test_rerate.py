@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -171,6 +172,12 @@ def test_cli_rerate_with_the_same_cdrs_again_equals_one_run(sample, tmp_path):
     rejects = read(out, "rejects")
     assert set(rejects.column("reason").to_pylist()) == {"duplicate"}
     assert rejects.num_rows == sum(pq.read_metadata(f).num_rows for f in split.rglob("*.parquet"))
+    # rows of months the re-rate replays name the replay; earlier ones the earlier run
+    for file, message in zip(rejects.column("file").to_pylist(),
+                             rejects.column("message").to_pylist()):
+        replayed = Path(file).parent.name >= months[1]
+        assert message.endswith("replays it from rated/)" if replayed else "earlier run"), \
+            (file, message)
     from ratecore.reports import run_report
     assert all(run_report("reconcile", out).column("passed").to_pylist())
     bad = CliRunner().invoke(main, ["rate", "--config", str(s.config_dir), "--out", str(out),
