@@ -53,14 +53,14 @@ def later_duplicates(chunks: list) -> list[np.ndarray]:
     """Per chunk of ids (taken in order, as one sequence), the mask of ids
     that an earlier position already holds."""
     sizes = [len(c) for c in chunks]
-    masks = [np.zeros(n, bool) for n in sizes]
-    if not chunks or sum(sizes) == 0:
-        return masks
+    found = np.zeros(sum(sizes), bool)
+    if not len(found):
+        return _split(found, sizes)
     h = np.concatenate([hashes(c) for c in chunks])
     s = np.sort(h)
     same = s[1:] == s[:-1]
     if not same.any():
-        return masks
+        return _split(found, sizes)
     cand = np.flatnonzero(np.isin(h, np.unique(s[1:][same])))
     # the candidates' strings, in position order; the first of each id wins
     strings = _strings_at(chunks, cand)
@@ -69,7 +69,6 @@ def later_duplicates(chunks: list) -> list[np.ndarray]:
         [("i", "min")]).column("i_min"))
     later = np.ones(len(cand), bool)
     later[first] = False
-    found = np.zeros(len(h), bool)
     found[cand[later]] = True
     return _split(found, sizes)
 
@@ -105,9 +104,9 @@ def present_in(chunks: list, history) -> list[np.ndarray]:
     so the answer is exact.
     """
     sizes = [len(c) for c in chunks]
-    masks = [np.zeros(n, bool) for n in sizes]
-    if not sum(sizes):
-        return masks
+    found = np.zeros(sum(sizes), bool)
+    if not len(found):
+        return _split(found, sizes)
     h = np.concatenate([hashes(c) for c in chunks])
     order = np.argsort(h, kind="stable")
     s = h[order]
@@ -132,12 +131,11 @@ def present_in(chunks: list, history) -> list[np.ndarray]:
         theirs.append(pa.chunked_array(_chunks(strings()), pa.string())
                       .take(pa.array(np.repeat(hit, reps))))
     if not mine:
-        return masks
+        return _split(found, sizes)
     pos = np.concatenate(mine)
     by_pos = np.argsort(pos, kind="stable")
     pos = pos[by_pos]
     other = pa.chunked_array(theirs, pa.string()).take(pa.array(by_pos))
     same = np.asarray(pc.fill_null(pc.equal(_strings_at(chunks, pos), other), False))
-    found = np.zeros(len(h), bool)
     found[pos[same]] = True
     return _split(found, sizes)
