@@ -61,9 +61,9 @@ def pipeline(cfg, plan, cdrs: pa.Table, threads: int = 1) -> dict[str, int]:
     billed = billing.bill(cfg, plan, billing.BillingState(), calls, threads=threads)
     decks = cfg.tenants.table.column("deck").to_pylist()
     currencies = sorted({cfg.book.decks[d].currency for d in decks})
-    code = np.array([currencies.index(cfg.book.decks[d].currency) for d in decks],
-                    np.int8)[calls.tenant]
-    return {c: int(billed.charge[code == k].sum()) for k, c in enumerate(currencies)}
+    code = np.array([currencies.index(cfg.book.decks[d].currency) for d in decks], np.int8)
+    by_tenant = billed.charges_by_tenant()
+    return {c: int(by_tenant[code == k].sum()) for k, c in enumerate(currencies)}
 
 
 @pytest.mark.parametrize("threads", [1, 2])

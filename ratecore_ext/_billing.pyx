@@ -18,7 +18,7 @@
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t
 
-from _calls cimport CallRec, OutRec
+from _calls cimport BillRec, CallRec
 from _tables cimport RowTerms, price_seconds
 
 import numpy as np
@@ -35,8 +35,8 @@ cdef extern from *:
 
 cdef enum:
     RECHARGES_PER_INSTANT = 10
-    # calls ahead whose output record and deck row are prefetched: outputs
-    # go to each call's input position, a cache miss unless asked for early
+    # calls ahead whose deck row and `inv` entry are prefetched (the entry
+    # is at the call's input position, a cache miss unless asked for early)
     AHEAD = 8
     EV_FUND = 0
     EV_CARD = 1
@@ -174,8 +174,9 @@ def payers_of(const int32_t[::1] codes, valid, Py_ssize_t offset,
 
 cdef struct Ctx:
     # inputs: each tenant's calls [call_lo[t], call_lo[t + 1]) in time order,
-    # and its other events [ev_lo[t], ev_lo[t + 1]) sorted by time and kind
-    const CallRec* calls
+    # and its other events [ev_lo[t], ev_lo[t + 1]) sorted by time and kind;
+    # a billed call's record becomes its BillRec
+    CallRec* calls
     const int64_t* call_lo
     const int64_t* ev_time
     const int8_t* ev_kind
@@ -247,8 +248,8 @@ cdef struct Ctx:
     int64_t* p_size
     uint8_t* p_flags
     int32_t* cap_month
-    # outputs per call, at each call's position
-    OutRec* out
+    # outputs per call: inv[input position] = position of its BillRec
+    int32_t* inv
     # growable outputs
     int64_t l_cap
     int64_t l_n
@@ -479,10 +480,11 @@ cdef inline int draw(Ctx* c, int32_t t, int32_t p, int64_t now, int32_t month, i
 
 
 cdef int bill_call(Ctx* c, int32_t t, int64_t now, int32_t month,
-                   const CallRec* call) noexcept nogil:
+                   const CallRec* call, BillRec* o) noexcept nogil:
+    """Bill one call into `o`; nothing is written where NEED_ROOM is returned
+    (the call is billed again once the buffers have grown)."""
     cdef int32_t payer = call.payer, row = call.row
     cdef int64_t start = call.start, i = call.idx
-    cdef OutRec* o = c.out + i
     cdef int32_t lo = 0, hi = 0, r, loc = c.t_country[t], p
     cdef bint found = False, pp = False, domestic = False
     cdef int8_t service = call.service, status = call.status
@@ -504,11 +506,9 @@ cdef int bill_call(Ctx* c, int32_t t, int64_t now, int32_t month,
         o.domestic = domestic
     o.pool = -1
     o.pool_seconds = 0
-    o.charged_seconds = 0
-    o.charge = 0
+    o.seconds = 0
+    o.amount = 0
     o.status = status
-    o.unbilled_seconds = 0
-    o.unbilled_amount = 0
     o.balance_after = c.s_balance[t]
     o.capability = -1
     if status != S_CHARGED:
@@ -565,8 +565,8 @@ cdef int bill_call(Ctx* c, int32_t t, int64_t now, int32_t month,
             debit(c, t, now, amount, i)
         o.status = S_PARTLY if pool >= 0 else S_CHARGED
         o.capability = CAP_CREDITS
-        o.charged_seconds = <int32_t>ch
-        o.charge = amount
+        o.seconds = <int32_t>ch
+        o.amount = amount
         o.balance_after = c.s_balance[t]
         if amount > 0:
             return recharge(c, t, now)
@@ -576,8 +576,8 @@ cdef int bill_call(Ctx* c, int32_t t, int64_t now, int32_t month,
         o.capability = CAP_SKU + c.pool_sku[pool]
     else:
         o.status = S_BLOCKED_NO_LICENSE if not pp else S_BLOCKED_NO_FUNDS
-    o.unbilled_seconds = <int32_t>ch
-    o.unbilled_amount = amount
+    o.seconds = <int32_t>ch
+    o.amount = amount
     return DONE
 
 
@@ -599,6 +599,7 @@ cdef int64_t run_tenants(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nog
     cdef int64_t m_lo = 0, m_hi = 0
     cdef int32_t month = 0
     cdef const CallRec* call = NULL
+    cdef BillRec billed
     cdef bint is_call
     cdef int8_t kind
     cdef int64_t room
@@ -613,7 +614,7 @@ cdef int64_t run_tenants(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nog
             if k < kh:
                 call = c.calls + k
                 if k + AHEAD < kh:
-                    prefetch_write(c.out + call[AHEAD].idx, 1, 3)
+                    prefetch_write(c.inv + call[AHEAD].idx, 1, 3)
                     if call[AHEAD].row >= 0:
                         prefetch(c.rows + call[AHEAD].row)
                 now = call.start if call.start > p0 else p0
@@ -634,9 +635,12 @@ cdef int64_t run_tenants(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nog
             if is_call:
                 if now < m_lo or now >= m_hi:
                     month_span(now, &month, &m_lo, &m_hi)
-                code[0] = bill_call(c, <int32_t>t, now, month, call)
+                code[0] = bill_call(c, <int32_t>t, now, month, call, &billed)
                 if code[0] != DONE:
                     return t
+                billed.late = call.start < p0
+                c.inv[call.idx] = <int32_t>k
+                (<BillRec*>(c.calls + k))[0] = billed
                 k += 1
                 c.cur_call[t] = k
             else:
@@ -664,12 +668,13 @@ cdef class Pass:
     cdef Ctx c
     cdef object keep
 
-    def __init__(self, ins, state, out):
-        self.keep = (ins, state, out)
+    def __init__(self, ins, state, inv):
+        self.keep = (ins, state, inv)
         cdef Ctx* c = &self.c
-        if ins.calls.dtype.itemsize != sizeof(CallRec) or out.dtype.itemsize != sizeof(OutRec):
-            raise ValueError("billing kernel: record layouts differ from ratecore.billing's")
-        c.calls = <const CallRec*> _ptr(ins.calls.view(np.uint8), U8, False)
+        _check_layouts(ins.calls)
+        if len(inv) != len(ins.calls):
+            raise ValueError("billing kernel: inv and the calls differ in length")
+        c.calls = <CallRec*> _ptr(ins.calls.view(np.uint8), U8, True)
         c.call_lo = <const int64_t*> _ptr(ins.call_lo, I64, False)
         c.ev_time = <const int64_t*> _ptr(ins.ev_time, I64, False)
         c.ev_kind = <const int8_t*> _ptr(ins.ev_kind, I8, False)
@@ -732,7 +737,7 @@ cdef class Pass:
         c.p_size = <int64_t*> _ptr(state.p_size, I64, True)
         c.p_flags = <uint8_t*> _ptr(state.p_flags, U8, True)
         c.cap_month = <int32_t*> _ptr(state.cap_month, I32, True)
-        c.out = <OutRec*> _ptr(out.view(np.uint8), U8, True)
+        c.inv = <int32_t*> _ptr(inv, I32, True)
         c.l_n = c.n_n = c.f_n = 0
         c.l_cap = c.n_cap = c.f_cap = 0
 
@@ -774,6 +779,89 @@ cdef class Pass:
         with nogil:
             stopped = run_tenants(&self.c, lo, hi, &code)
         return code, stopped, self.c.l_n, self.c.n_n, self.c.f_n
+
+
+cdef inline bint is_charged(int8_t status) noexcept nogil:
+    return status == S_CHARGED or status == S_PARTLY
+
+
+cdef inline bint is_unbilled(int8_t status) noexcept nogil:
+    return S_CUT_NO_LICENSE <= status <= S_BLOCKED_NO_FUNDS
+
+
+def _check_layouts(calls):
+    """The records' sizes here and in ratecore.billing's dtypes agree."""
+    if calls.dtype.itemsize != sizeof(CallRec) or sizeof(BillRec) > sizeof(CallRec):
+        raise ValueError("billing kernel: record layouts differ from ratecore.billing's")
+
+
+def unpack(const uint8_t[::1] recs, const int32_t[::1] pos, int8_t[::1] domestic,
+           int32_t[::1] pool, int32_t[::1] pool_seconds, int32_t[::1] charged_seconds,
+           int64_t[::1] charge, int8_t[::1] capability, int8_t[::1] status,
+           int32_t[::1] unbilled_seconds, int64_t[::1] unbilled_amount,
+           int64_t[::1] balance_after, uint8_t[::1] late):
+    """The billing columns of some calls, in the order of `pos` (for each
+    call, where the pass left its BillRec in `recs`): one read of each
+    record, prefetched ahead, into every column at once."""
+    cdef Py_ssize_t n = pos.shape[0], i
+    cdef int64_t n_recs = recs.shape[0] // sizeof(CallRec), j, bad = -1
+    cdef const CallRec* r = <const CallRec*> &recs[0] if recs.shape[0] else NULL
+    cdef const BillRec* b
+    cdef int8_t st
+    if not (domestic.shape[0] == pool.shape[0] == pool_seconds.shape[0]
+            == charged_seconds.shape[0] == charge.shape[0] == capability.shape[0]
+            == status.shape[0] == unbilled_seconds.shape[0] == unbilled_amount.shape[0]
+            == balance_after.shape[0] == late.shape[0] == n):
+        raise ValueError("unpack: an output column differs in length from pos")
+    with nogil:
+        for i in range(n):
+            if i + 16 < n and 0 <= pos[i + 16] < n_recs:
+                prefetch(r + pos[i + 16])
+            j = pos[i]
+            if j < 0 or j >= n_recs:
+                bad = i
+                break
+            b = <const BillRec*> (r + j)
+            st = b.status
+            domestic[i] = b.domestic
+            pool[i] = b.pool
+            pool_seconds[i] = b.pool_seconds
+            capability[i] = b.capability
+            status[i] = st
+            balance_after[i] = b.balance_after
+            late[i] = b.late
+            charged_seconds[i] = b.seconds if is_charged(st) else 0
+            charge[i] = b.amount if is_charged(st) else 0
+            unbilled_seconds[i] = b.seconds if is_unbilled(st) else 0
+            unbilled_amount[i] = b.amount if is_unbilled(st) else 0
+    if bad >= 0:
+        raise IndexError(f"unpack: position {pos[bad]} is outside the {n_recs} records")
+
+
+def charges_by_tenant(const uint8_t[::1] recs, const int64_t[::1] call_lo):
+    """Each tenant's charge to credits (micro-units), summed over its slice of
+    the billed records [call_lo[t], call_lo[t + 1])."""
+    cdef Py_ssize_t n_t = call_lo.shape[0] - 1, t
+    cdef int64_t k, n_recs = recs.shape[0] // sizeof(CallRec), total
+    cdef const CallRec* r = <const CallRec*> &recs[0] if recs.shape[0] else NULL
+    cdef const BillRec* b
+    cdef bint bad = False
+    out = np.zeros(max(n_t, 0), np.int64)
+    cdef int64_t[::1] o = out
+    with nogil:
+        for t in range(n_t):
+            if call_lo[t] < 0 or call_lo[t] > call_lo[t + 1] or call_lo[t + 1] > n_recs:
+                bad = True
+                break
+            total = 0
+            for k in range(call_lo[t], call_lo[t + 1]):
+                b = <const BillRec*> (r + k)
+                if is_charged(b.status):
+                    total += b.amount
+            o[t] = total
+    if bad:
+        raise ValueError("charges_by_tenant: call_lo is not a run of slices of the records")
+    return out
 
 
 # Pointers into numpy arrays: one helper that checks the dtype, that the

@@ -1,6 +1,6 @@
 # Records shared by the call grouping (_order.pyx) and the per-tenant pass
 # (_billing.pyx). ratecore.billing mirrors both layouts with numpy
-# structured dtypes (CALL_DTYPE, OUT_DTYPE) and checks their sizes.
+# structured dtypes (CALL_DTYPE, BILL_DTYPE); the kernel checks their sizes.
 
 from libc.stdint cimport int8_t, int32_t, int64_t
 
@@ -15,16 +15,19 @@ cdef struct CallRec:
     int8_t service
     int8_t status         # pricing status
 
-# The billing columns of one call, written at its position: one store of
-# 48 bytes instead of ten scattered ones.
-cdef struct OutRec:
-    int64_t charge
-    int64_t unbilled_amount
+# The billing columns of one call, written over its CallRec once the pass
+# has read it (the pass walks the records in order, so this is a sequential
+# store to memory already in cache, not a scattered one to fresh memory).
+# Columns that are never both non-zero share a field: `amount` is the charge
+# of a call charged to credits and the unbilled amount of a cut or blocked
+# one; `seconds` likewise (ratecore.billing unpacks them by status).
+cdef struct BillRec:
+    int64_t amount
     int64_t balance_after
     int32_t pool
     int32_t pool_seconds
-    int32_t charged_seconds
-    int32_t unbilled_seconds
+    int32_t seconds
     int8_t domestic
     int8_t capability
     int8_t status
+    int8_t late           # 1: started before the tenant's point (SPEC §8)

@@ -100,6 +100,21 @@ def reference_events(cfg):
     return funds, cards
 
 
+def check_records(b: billing.Billed, tenant: np.ndarray, n_tenants: int) -> None:
+    """The billed records read three ways agree: all columns at once, any
+    stretch of calls on its own (as a run writes its parts), and each
+    tenant's charge summed from the records."""
+    cols = b.columns()
+    want = np.zeros(n_tenants, np.int64)
+    np.add.at(want, tenant, cols["charge"])
+    assert b.charges_by_tenant().tolist() == want.tolist()
+    n = len(b)
+    for lo, hi in ((0, n // 2), (n // 3, n), (n, n)):
+        part = b.slice(lo, hi).columns()
+        for name, values in cols.items():
+            assert part[name].tolist() == values[lo:hi].tolist(), name
+
+
 class Both:
     """One config, billed by the kernel and by the reference, run after run."""
 
@@ -149,6 +164,7 @@ class Both:
             service=p.service, status=p.status, row=p.row, billable=p.billable)
         b = billing.bill(cfg, self.plan, self.state, calls,
                          as_of=None if as_of is None else us(as_of), threads=threads)
+        check_records(b, calls.tenant, len(self.plan.tenant_ids))
         caps = self.plan.capability_names()
         out = {}
         for i, c in enumerate(cdrs):

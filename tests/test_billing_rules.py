@@ -32,6 +32,8 @@ from hypothesis import strategies as st
 from billing_harness import Both, card_update, fund, lic, tenant, write_config
 from conftest import cdr, deck_row, ts, write_csv
 
+from ratecore import billing, pricing
+
 D = Decimal
 
 DECK = [
@@ -953,3 +955,20 @@ def _three_tenants(factory) -> Both:
             lic("b", "MCOPSTN1", tid="t2"), lic("c", "MCOPSTN1", tid="t3")])
         _BOTH["both"] = Both(config)
     return _BOTH["both"]
+
+
+def test_records_refuse_positions_outside_them(tmp_path):
+    """A call's record is looked up by position: one outside the records,
+    or call slices that are not the records', are refused, not read."""
+    both = make(tmp_path, [lic("u1", "MCOPSTN1")])
+    *_, b = both.kernel([call("c1", US, 60, "2024-03-10T10:00:00Z"),
+                         call("c2", US, 60, "2024-03-10T11:00:00Z")])
+    bad = billing.Billed(b.recs, np.array([0, 2], np.int32), b.call_lo, b.ledger,
+                         b.notifications, b.pools, b.as_of)
+    with pytest.raises(IndexError, match="position 2 is outside the 2 records"):
+        bad.columns()
+    bad = billing.Billed(b.recs, b.inv, np.array([0, 3], np.int64), b.ledger,
+                         b.notifications, b.pools, b.as_of)
+    with pytest.raises(ValueError, match="not a run of slices"):
+        bad.charges_by_tenant()
+    assert b.columns()["status"].tolist() == [pricing.STATUSES.index("included")] * 2

@@ -602,7 +602,7 @@ def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, 
             continue
         priced = pricing.Priced(*(_values(t, f"_{k}", at) for k in _PRICED))
         rated = outputs.rated_table(_cdrs(t, at), priced, book,
-                                    _slice(billed, done, done + len(at)), plan,
+                                    billed.slice(done, done + len(at)), plan,
                                     origin=_origin(p, t, at))
         done += len(at)
         hashes = ids.hashes(rated.column("usage_id"))
@@ -633,14 +633,6 @@ def _raw_of_cdrs(cdrs: pa.Table) -> pa.Table:
         else:
             cols[c] = pa.nulls(cdrs.num_rows, pa.string())
     return pa.table(cols)
-
-
-def _slice(b: billing.Billed, lo: int, hi: int) -> billing.Billed:
-    """The per-call columns of rows [lo, hi)."""
-    per_call = ("domestic", "pool", "pool_seconds", "charged_seconds", "charge", "capability",
-                "status", "unbilled_seconds", "unbilled_amount", "balance_after", "late")
-    return billing.Billed(**{k: getattr(b, k)[lo:hi] if k in per_call else getattr(b, k)
-                             for k in b.__dataclass_fields__})
 
 
 def _count(summary: RunSummary, rated: pa.Table) -> None:
