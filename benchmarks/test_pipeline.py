@@ -28,37 +28,43 @@ def config(sample):
 
 
 def pipeline(cfg, plan, cdrs: pa.Table, threads: int = 1) -> dict[str, int]:
-    """Price and bill `cdrs`; total credit charge per currency (micro-units)."""
-    n = cdrs.num_rows
-    full = pricing.allocate(n)
-    tenant = np.empty(n, np.int32)
-    start = np.empty(n, np.int64)
+    """Price and bill `cdrs`; total credit charge per currency (micro-units).
+
+    As a run does: tenants and payers are looked up over the whole column,
+    then each batch is priced into reused buffers and its calls moved
+    straight into their tenants' records (no priced column of the whole run
+    is kept)."""
+    n_t = len(plan.tenant_ids)
+    tenant = cfg.tenants.lookup(cdrs.column("tenant_id")).astype(np.int32)
+    payer = plan.payers(tenant, cdrs.column("user_id"))
+    groups = billing.CallGroups(np.bincount(tenant, minlength=n_t))
+    out = pricing.allocate(BATCH)
+    dropped = []
     at = 0
     for b in cdrs.to_batches(max_chunksize=BATCH):
         lo, hi = at, at + b.num_rows
         at = hi
-        tenant[lo:hi] = cfg.tenants.lookup(b.column("tenant_id"))
-        start[lo:hi] = pricing.int64_values(b.column("start_time"))
-        pricing.price(
+        t = tenant[lo:hi]
+        p = pricing.price(
             cfg.book, call_type=pricing.call_type_codes(b.column("call_type")),
             tollfree=pricing.tollfree_flags(b.column("number_type")),
-            deck=cfg.tenants.deck_index[tenant[lo:hi]], caller=b.column("caller_number"),
+            deck=cfg.tenants.deck_index[t], caller=b.column("caller_number"),
             callee=b.column("callee_number"), start=b.column("start_time"),
-            duration=b.column("duration_seconds"), threads=threads,
-            out=pricing.Priced(*(a[lo:hi] for a in (full.status, full.service, full.row,
-                                                    full.billable, full.charge))))
-    user_id, usage_id = cdrs.column("user_id"), cdrs.column("usage_id")
-    ok = full.status >= 0
-    if not ok.all():     # kernel rejects (bad numbers): rare, so filter only then
-        keep = pa.array(ok)
-        user_id, usage_id = user_id.filter(keep), usage_id.filter(keep)
-        full = pricing.Priced(*(a[ok] for a in (full.status, full.service, full.row,
-                                                full.billable, full.charge)))
-        tenant, start = tenant[ok], start[ok]
-    calls = billing.Calls(tenant=tenant, user_id=user_id, usage_id=usage_id, start=start,
-                          status=full.status, service=full.service, row=full.row,
-                          billable=full.billable)
-    billed = billing.bill(cfg, plan, billing.BillingState(), calls, threads=threads)
+            duration=b.column("duration_seconds"), threads=threads, out=out)
+        cols = (t, pricing.int64_values(b.column("start_time")), payer[lo:hi], p.row,
+                p.billable, p.service, p.status)
+        ok = p.status >= 0
+        if not ok.all():     # kernel rejects (bad numbers): rare, so filter only then
+            cols = tuple(c[ok] for c in cols)
+            dropped.append(np.flatnonzero(~ok) + lo)
+        groups.add(*cols)
+    usage_id = cdrs.column("usage_id")
+    if dropped:
+        keep = np.ones(cdrs.num_rows, bool)
+        keep[np.concatenate(dropped)] = False
+        usage_id = usage_id.filter(pa.array(keep))
+    groups.usage_id = usage_id
+    billed = billing.bill(cfg, plan, billing.BillingState(), groups, threads=threads)
     decks = cfg.tenants.table.column("deck").to_pylist()
     currencies = sorted({cfg.book.decks[d].currency for d in decks})
     code = np.array([currencies.index(cfg.book.decks[d].currency) for d in decks], np.int8)

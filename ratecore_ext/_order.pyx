@@ -149,6 +149,31 @@ def group_calls(const int32_t[::1] tenant, const int64_t[::1] start, const int32
     return sort_tenants(recs_out, offsets_out, 0, n_tenants)
 
 
+cdef int64_t scatter(const int32_t* tenant, const int64_t* start, const int32_t* payer,
+                     const int32_t* row, const int32_t* billable, const int8_t* service,
+                     const int8_t* status, int64_t n, int64_t first, int32_t n_tenants,
+                     CallRec* recs, int64_t* cursor, const int64_t* ends) noexcept nogil:
+    """Move calls [0, n) to their tenants' cursors (call i is record idx
+    first + i); returns the first call whose tenant is out of range or whose
+    slice is full, else -1, having moved the calls before it."""
+    cdef int64_t i, k
+    cdef int32_t t
+    for i in range(n):
+        t = tenant[i]
+        if t < 0 or t >= n_tenants or cursor[t] >= ends[t]:
+            return i
+        k = cursor[t]
+        cursor[t] = k + 1
+        recs[k].start = start[i]
+        recs[k].idx = first + i
+        recs[k].payer = payer[i]
+        recs[k].row = row[i]
+        recs[k].billable = billable[i]
+        recs[k].service = service[i]
+        recs[k].status = status[i]
+    return -1
+
+
 def scatter_calls(const int32_t[::1] tenant, const int64_t[::1] start,
                   const int32_t[::1] payer, const int32_t[::1] row,
                   const int32_t[::1] billable, const int8_t[::1] service,
@@ -157,16 +182,12 @@ def scatter_calls(const int32_t[::1] tenant, const int64_t[::1] start,
     """The stable counting sort by tenant: `recs_out` gets each tenant's
     calls as records in input order, `offsets_out` where each tenant's
     begin. Each tenant's slice is then sorted by :func:`sort_tenants`."""
-    cdef int64_t n = tenant.shape[0], i, k, t
-    if (start.shape[0] != n or payer.shape[0] != n or row.shape[0] != n
-            or billable.shape[0] != n or service.shape[0] != n or status.shape[0] != n):
-        raise ValueError("group_calls: columns differ in length")
+    cdef int64_t n = tenant.shape[0], i, t
     if recs_out.shape[0] != n * <int64_t>sizeof(CallRec) or offsets_out.shape[0] != n_tenants + 1:
         raise ValueError("group_calls: output buffers have the wrong size")
     for i in range(n):
         if tenant[i] < 0 or tenant[i] >= n_tenants:
             raise ValueError(f"group_calls: tenant row {tenant[i]} out of range")
-    cdef CallRec* recs = <CallRec*> &recs_out[0] if n else NULL
     cdef int64_t* pos = &offsets_out[0]
     with nogil:
         memset(pos, 0, (n_tenants + 1) * sizeof(int64_t))
@@ -174,20 +195,42 @@ def scatter_calls(const int32_t[::1] tenant, const int64_t[::1] start,
             pos[tenant[i] + 1] += 1
         for t in range(n_tenants):
             pos[t + 1] += pos[t]
-        for i in range(n):
-            k = pos[tenant[i]]
-            pos[tenant[i]] = k + 1
-            recs[k].start = start[i]
-            recs[k].idx = i
-            recs[k].payer = payer[i]
-            recs[k].row = row[i]
-            recs[k].billable = billable[i]
-            recs[k].service = service[i]
-            recs[k].status = status[i]
-        # pos[t] now ends tenant t: shift back to where each begins
-        for t in range(n_tenants, 0, -1):
-            pos[t] = pos[t - 1]
-        pos[0] = 0
+    cursor = offsets_out[:n_tenants].copy()
+    scatter_batch(tenant, start, payer, row, billable, service, status, 0, recs_out, cursor,
+                  offsets_out[1:])
+
+
+def scatter_batch(const int32_t[::1] tenant, const int64_t[::1] start,
+                  const int32_t[::1] payer, const int32_t[::1] row,
+                  const int32_t[::1] billable, const int8_t[::1] service,
+                  const int8_t[::1] status, int64_t first, uint8_t[::1] recs_out,
+                  int64_t[::1] cursor, const int64_t[::1] ends):
+    """Move a batch of calls into their tenants' slices of `recs_out`, in
+    order: call i goes to record cursor[tenant[i]] (then advanced, never to
+    ends[tenant[i]]) as call number first + i. Batches added in input order
+    give the counting sort of :func:`scatter_calls` without its columns for
+    the whole run existing at once."""
+    cdef int64_t n = tenant.shape[0], bad, n_t = cursor.shape[0]
+    if (start.shape[0] != n or payer.shape[0] != n or row.shape[0] != n
+            or billable.shape[0] != n or service.shape[0] != n or status.shape[0] != n):
+        raise ValueError("group_calls: columns differ in length")
+    if ends.shape[0] != n_t or n_t >= 2**31 or first < 0:
+        raise ValueError("group_calls: cursor and ends differ in length")
+    cdef int64_t n_recs = recs_out.shape[0] // sizeof(CallRec), t
+    for t in range(n_t):
+        if not 0 <= cursor[t] <= ends[t] <= n_recs:
+            raise ValueError("group_calls: a tenant's slice is outside the records")
+    if n == 0:
+        return
+    with nogil:
+        bad = scatter(&tenant[0], &start[0], &payer[0], &row[0], &billable[0], &service[0],
+                      &status[0], n, first, <int32_t>n_t, <CallRec*> &recs_out[0], &cursor[0],
+                      &ends[0])
+    if bad >= 0:
+        t = tenant[bad]
+        if t < 0 or t >= n_t:
+            raise ValueError(f"group_calls: tenant row {t} out of range")
+        raise ValueError(f"group_calls: more calls of tenant row {t} than counted")
 
 
 def sort_tenants(uint8_t[::1] recs_out, const int64_t[::1] offsets, int64_t lo, int64_t hi):

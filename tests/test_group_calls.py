@@ -146,3 +146,51 @@ def test_sort_tenants_refuses_a_bad_range():
     for lo, hi in ((-1, 1), (1, 0), (0, 3)):
         with pytest.raises(ValueError, match="bad tenant range"):
             sort_tenants(recs.view(np.uint8), offsets, lo, hi)
+
+
+def _calls(cols, usage_id):
+    return billing.Calls(tenant=cols["tenant"], user_id=None, usage_id=usage_id,
+                         start=cols["start"], service=cols["service"], status=cols["status"],
+                         row=cols["row"], billable=cols["billable"])
+
+
+def _add(groups, cols, rows):
+    groups.add(*(cols[k][rows] for k in ("tenant", "start", "payer", "row", "billable",
+                                         "service", "status")))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 2000), n_t=st.integers(1, 6), seed=st.integers(0, 2**32 - 1),
+       cuts=st.lists(st.integers(0, 2000), max_size=5), drop=st.floats(0, 0.5))
+def test_groups_added_batch_by_batch_equal_one_grouping(n, n_t, seed, cuts, drop):
+    """A run adds its calls batch by batch, counted beforehand, some rows
+    dropped after counting (pricing rejects): the records equal grouping
+    the kept calls at once, numbered in the order they were added."""
+    rng = np.random.default_rng(seed)
+    cols = _columns(rng, n, n_t, 10**3)     # many equal starts: ties by usage_id
+    ids = np.array([f"u{i:05d}" for i in rng.permutation(n)])
+    kept = rng.random(n) >= drop
+    groups = billing.CallGroups(np.bincount(cols["tenant"], minlength=n_t))
+    bounds = sorted({0, n, *(min(c, n) for c in cuts)})
+    for lo, hi in itertools.pairwise(bounds):
+        _add(groups, cols, np.arange(lo, hi)[kept[lo:hi]])
+    groups.usage_id = pa.array(ids[kept])
+    got = groups.finish()
+    want = billing._group_calls(_calls({k: v[kept] for k, v in cols.items()},
+                                       pa.array(ids[kept])), cols["payer"][kept], n_t)
+    assert len(groups) == kept.sum()
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_groups_refuse_calls_beyond_their_counts():
+    cols = _columns(np.random.default_rng(3), 10, 2, 100)
+    counts = np.bincount(cols["tenant"], minlength=2)
+    groups = billing.CallGroups(counts)
+    _add(groups, cols, np.arange(10))
+    with pytest.raises(ValueError, match="more calls of tenant row"):
+        _add(groups, cols, np.arange(1))
+    cols["tenant"][0] = 5
+    with pytest.raises(ValueError, match="tenant row 5 out of range"):
+        _add(billing.CallGroups(counts), cols, np.arange(10))
+    with pytest.raises(ValueError, match="usage_id must name the 10 calls"):
+        groups.finish()

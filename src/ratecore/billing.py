@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from ratecore import fields
 from ratecore._billing import Pass, charges_by_tenant, payers_of, unpack
-from ratecore._order import scatter_calls, sort_tenants
+from ratecore._order import scatter_batch, sort_tenants
 
 INT64_MIN = np.iinfo(np.int64).min
 INT64_MAX = np.iinfo(np.int64).max
@@ -461,34 +461,92 @@ def _run_range(ins, kstate, inv, lo: int, hi: int):
             SimpleNamespace(**{k: v[:fn] for k, v in vars(flushed).items()}))
 
 
+class CallGroups:
+    """One run's priced calls moved into per-tenant slices of 32-byte
+    records as they come, batch by batch, so the run's columns never have
+    to exist whole (a 20M-call run saves 30 bytes a call of fresh memory and
+    a pass over it). :func:`bill` takes it in place of :class:`Calls`.
+
+    `counts` is each tenant's number of calls, or more (rows a batch drops
+    leave a gap that :meth:`finish` closes). Calls are numbered in the order
+    added; `usage_id` (set before billing) holds their ids in that order.
+    """
+
+    def __init__(self, counts: np.ndarray):
+        counts = np.asarray(counts, np.int64)
+        self.offsets = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=self.offsets[1:])
+        self.cursor = self.offsets[:-1].copy()
+        self.recs = np.empty(int(self.offsets[-1]), CALL_DTYPE)
+        self.n = 0
+        self.last_start: int | None = None
+        self.usage_id = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def add(self, tenant, start, payer, row, billable, service, status) -> None:
+        """The next calls, in order (columns of one batch). A tenant row out
+        of range, or more calls of a tenant than counted, is refused; the
+        groups are not to be used after that."""
+        c = np.ascontiguousarray
+        start = c(start, np.int64)
+        scatter_batch(c(tenant, np.int32), start, c(payer, np.int32), c(row, np.int32),
+                      c(billable, np.int32), c(service, np.int8), c(status, np.int8), self.n,
+                      self.recs.view(np.uint8), self.cursor, self.offsets[1:])
+        self.n += len(start)
+        if len(start):
+            top = int(start.max())
+            self.last_start = top if self.last_start is None else max(self.last_start, top)
+
+    def finish(self, threads: int = 1):
+        """(records, offsets): each tenant's calls in (start, usage_id)
+        order. The tenants' slices are sorted on `threads` threads."""
+        if self.usage_id is None or len(self.usage_id) != self.n:
+            raise ValueError(f"CallGroups: usage_id must name the {self.n:,} calls added")
+        recs, offsets, n_t = self.recs, self.offsets, len(self.cursor)
+        if self.n != len(recs):   # rows dropped: close the gaps, tenant by tenant
+            keep = np.zeros(len(recs), bool)
+            for t in np.flatnonzero(self.cursor > offsets[:-1]).tolist():
+                keep[offsets[t]:self.cursor[t]] = True
+            recs = recs[keep]
+            offsets = np.zeros(n_t + 1, np.int64)
+            np.cumsum(self.cursor - self.offsets[:-1], out=offsets[1:])
+        raw = recs.view(np.uint8)
+        ranges = _tenant_ranges(offsets, np.zeros(n_t + 1, np.int64), threads)
+        if len(ranges) == 1:
+            ties = sort_tenants(raw, offsets, 0, n_t)
+        else:
+            with ThreadPoolExecutor(len(ranges), thread_name_prefix="ratecore-group") as ex:
+                ties = np.concatenate(list(ex.map(lambda r: sort_tenants(raw, offsets, *r),
+                                                  ranges)))
+        if len(ties):
+            # runs of equal starts within a tenant: order each by usage_id, all at once
+            pos = np.union1d(ties, ties - 1)
+            run = np.cumsum(~np.isin(pos, ties)) - 1
+            uid = pc.take(self.usage_id, pa.array(recs["idx"][pos]))
+            perm = pc.sort_indices(pa.table({"run": run, "uid": uid}),
+                                   sort_keys=[("run", "ascending"), ("uid", "ascending")])
+            recs[pos] = recs[pos][np.asarray(perm)]
+        return recs, offsets
+
+
+def _grouped(calls: Calls, payer: np.ndarray, n_t: int) -> CallGroups:
+    """`calls` (whole columns) as :class:`CallGroups`."""
+    tenant = np.ascontiguousarray(calls.tenant, np.int32)
+    if len(tenant) and (tenant.min() < 0 or tenant.max() >= n_t):
+        bad = int(tenant.min()) if tenant.min() < 0 else int(tenant.max())
+        raise ValueError(f"group_calls: tenant row {bad} out of range")
+    g = CallGroups(np.bincount(tenant, minlength=n_t))
+    g.add(tenant, calls.start, payer, calls.row, calls.billable, calls.service, calls.status)
+    g.usage_id = calls.usage_id
+    return g
+
+
 def _group_calls(calls: Calls, payer: np.ndarray, n_t: int, threads: int = 1):
     """The calls as records grouped by tenant, each tenant's in (start,
-    usage_id) order, and where each tenant's records begin. The tenants'
-    slices are sorted on `threads` threads (ranges of about equal calls)."""
-    n = len(calls)
-    recs = np.empty(n, CALL_DTYPE)
-    offsets = np.empty(n_t + 1, np.int64)
-    c32 = lambda a: np.ascontiguousarray(a, np.int32)
-    raw = recs.view(np.uint8)
-    scatter_calls(c32(calls.tenant), np.ascontiguousarray(calls.start, np.int64), c32(payer),
-                  c32(calls.row), c32(calls.billable), np.ascontiguousarray(calls.service, np.int8),
-                  np.ascontiguousarray(calls.status, np.int8), n_t, raw, offsets)
-    ranges = _tenant_ranges(offsets, np.zeros(n_t + 1, np.int64), threads)
-    if len(ranges) == 1:
-        ties = sort_tenants(raw, offsets, 0, n_t)
-    else:
-        with ThreadPoolExecutor(len(ranges), thread_name_prefix="ratecore-group") as ex:
-            ties = np.concatenate(list(ex.map(lambda r: sort_tenants(raw, offsets, *r),
-                                              ranges)))
-    if len(ties):
-        # runs of equal starts within a tenant: order each by usage_id, all at once
-        pos = np.union1d(ties, ties - 1)
-        run = np.cumsum(~np.isin(pos, ties)) - 1
-        uid = pc.take(calls.usage_id, pa.array(recs["idx"][pos]))
-        perm = pc.sort_indices(pa.table({"run": run, "uid": uid}),
-                               sort_keys=[("run", "ascending"), ("uid", "ascending")])
-        recs[pos] = recs[pos][np.asarray(perm)]
-    return recs, offsets
+    usage_id) order, and where each tenant's records begin."""
+    return _grouped(calls, payer, n_t).finish(threads)
 
 
 def _other_events(cfg, fund_i, card_i, n_t: int, point: np.ndarray, run_as_of: int):
@@ -533,13 +591,18 @@ def _tenant_ranges(call_lo: np.ndarray, ev_lo: np.ndarray, threads: int) -> list
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | None = None,
-         threads: int = 1) -> Billed:
+def bill(cfg, plan: Plan, state: BillingState, calls: Calls | CallGroups, *,
+         as_of: int | None = None, threads: int = 1) -> Billed:
     """Bill one run: advance every tenant through its fundings, card updates
     and calls to the run's as-of time. `state` is updated in place."""
     n_t = len(plan.tenant_ids)
-    starts = calls.start
-    run_as_of = end_of_run(state, starts.max() if len(starts) else None, as_of)
+    if isinstance(calls, Calls):
+        payer = calls.payer if calls.payer is not None else (
+            plan.payers(calls.tenant, calls.user_id) if len(calls) else np.zeros(0, np.int32))
+        calls = _grouped(calls, payer, n_t)
+    if len(calls.cursor) != n_t:
+        raise ValueError(f"billing: calls grouped for {len(calls.cursor)} tenants, not {n_t}")
+    run_as_of = end_of_run(state, calls.last_start, as_of)
 
     # kernel state in config order
     ks = SimpleNamespace()
@@ -565,9 +628,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
     card_i = _unapplied(ck, state.applied_cards)
     card_i = card_i[cfg.card_updates.updated_at[card_i] <= run_as_of] if len(card_i) else card_i
     n_c = len(calls)
-    payer = calls.payer if calls.payer is not None else (
-        plan.payers(calls.tenant, calls.user_id) if n_c else np.zeros(0, np.int32))
-    recs, call_lo = _group_calls(calls, payer, n_t, threads)
+    recs, call_lo = calls.finish(threads)
     ev_time, ev_kind, ev_ref, ev_lo = _other_events(cfg, fund_i, card_i, n_t, point, run_as_of)
 
     # lots: live lots from the state in rings sized for this run
@@ -663,7 +724,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls, *, as_of: int | Non
     state.as_of = run_as_of
 
     return Billed(
-        recs.view(BILL_DTYPE), inv, call_lo, ledger=_ledger_table(plan, cfg, calls, led),
+        recs.view(BILL_DTYPE), inv, call_lo, ledger=_ledger_table(plan, cfg, calls.usage_id, led),
         notifications=_notes_table(plan, notes), pools=_pools_table(state, flushed, pool_keys),
         as_of=run_as_of)
 
@@ -746,7 +807,7 @@ def _take(values, idx: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
     return pc.take(values, pa.array(idx, mask=mask)).cast(pa.string())
 
 
-def _ledger_table(plan, cfg, calls, led) -> pa.Table:
+def _ledger_table(plan, cfg, usage_id, led) -> pa.Table:
     kind = led.kind.astype(np.int64)
     return pa.table({
         "tenant_id": pa.DictionaryArray.from_arrays(
@@ -758,7 +819,7 @@ def _ledger_table(plan, cfg, calls, led) -> pa.Table:
         "amount": fields.micro_to_decimal(led.amount),
         "balance_after": fields.micro_to_decimal(led.balance),
         "reference": _take(cfg.funds.reference, led.ref, kind != 0),
-        "usage_id": _take(calls.usage_id, led.ref, kind != 3)}, schema=LEDGER_SCHEMA)
+        "usage_id": _take(usage_id, led.ref, kind != 3)}, schema=LEDGER_SCHEMA)
 
 
 def _notes_table(plan, notes) -> pa.Table:

@@ -560,17 +560,16 @@ def _windows(parts: list[_Part], state, as_of) -> list[tuple]:
     return [(a, b, b in openings) for a, b in zip([None] + bounds, bounds + [None])]
 
 
-#: The spill columns a stretch's calls are gathered from, with their types.
-_CALL_COLUMNS = {"_tenant": np.int32, "_payer": np.int32, "start_time": np.int64,
-                 "_service": np.int8, "_status": np.int8, "_row": np.int32,
-                 "_billable": np.int32}
+#: The spill columns a stretch's calls are taken from, in CallGroups.add's order.
+_CALL_COLUMNS = ("_tenant", "start_time", "_payer", "_row", "_billable", "_service", "_status")
 
 
 def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, tag: str, *,
                  as_of, threads) -> billing.Billed:
     """Bill the calls starting in [lo, hi) (None: unbounded) and stage their
     rated records, ledger entries and notifications as files named `tag`."""
-    tables, picks, cols, usage = [], [], {k: [] for k in _CALL_COLUMNS}, []
+    tables, picks, usage = [], [], []
+    counts = np.zeros(len(plan.tenant_ids), np.int64)
     for p in parts:
         t = p.table()          # memory-mapped: its pages are the spill file's
         tables.append(t)
@@ -583,17 +582,16 @@ def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, 
             inside &= start < hi
         at = at[inside]
         picks.append(at)
-        for k, got in cols.items():
-            got.append(start[inside] if k == "start_time" else _values(t, k, at))
+        counts += np.bincount(_values(t, "_tenant", at), minlength=len(counts))
         usage.extend(t.column("usage_id").take(pa.array(at)).chunks)
-    # the spilled columns have the kernel's types already: no conversion
-    cat = {k: np.concatenate(v) if v else np.zeros(0, _CALL_COLUMNS[k]) for k, v in cols.items()}
-    calls = billing.Calls(
-        tenant=cat["_tenant"], user_id=None,
-        usage_id=pa.chunked_array(usage, pa.string()).combine_chunks(),
-        start=cat["start_time"], service=cat["_service"], status=cat["_status"],
-        row=cat["_row"], billable=cat["_billable"], payer=cat["_payer"])
-    del cols, cat, usage
+    # each part's calls go straight to their tenants' records: the window's
+    # columns are never concatenated (the spilled ones have the kernel's types)
+    calls = billing.CallGroups(counts)
+    for t, at in zip(tables, picks):
+        calls.add(*(_starts(t)[at] if k == "start_time" else _values(t, k, at)
+                    for k in _CALL_COLUMNS))
+    calls.usage_id = pa.chunked_array(usage, pa.string()).combine_chunks()
+    del usage
     billed = billing.bill(cfg, plan, state, calls, as_of=as_of, threads=threads)
     del calls
     done = 0
