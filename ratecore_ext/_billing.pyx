@@ -288,8 +288,11 @@ cdef inline void entry(Ctx* c, int32_t t, int64_t time, int8_t kind, int64_t lot
     c.l_time[k] = time
     c.l_kind[k] = kind
     c.l_lot[k] = lot
-    c.l_amount[k] = amount
-    c.l_balance[k] = c.s_balance[t]
+    # amount and balance as decimal128(18, 6) words: low, then its sign
+    c.l_amount[2 * k] = amount
+    c.l_amount[2 * k + 1] = -1 if amount < 0 else 0
+    c.l_balance[2 * k] = c.s_balance[t]
+    c.l_balance[2 * k + 1] = -1 if c.s_balance[t] < 0 else 0
     c.l_ref[k] = ref
 
 
@@ -752,8 +755,10 @@ cdef class Pass:
         c.l_time = <int64_t*> _ptr(ledger.time, I64, True)
         c.l_kind = <int8_t*> _ptr(ledger.kind, I8, True)
         c.l_lot = <int64_t*> _ptr(ledger.lot, I64, True)
-        c.l_amount = <int64_t*> _ptr(ledger.amount, I64, True)
-        c.l_balance = <int64_t*> _ptr(ledger.balance, I64, True)
+        if ledger.amount.shape != (c.l_cap, 2) or ledger.balance.shape != (c.l_cap, 2):
+            raise ValueError("billing kernel: ledger amounts are (n, 2) decimal128 words")
+        c.l_amount = <int64_t*> _ptr(ledger.amount.reshape(-1), I64, True)
+        c.l_balance = <int64_t*> _ptr(ledger.balance.reshape(-1), I64, True)
         c.l_ref = <int64_t*> _ptr(ledger.ref, I64, True)
         c.n_cap = len(notes.tenant)
         c.n_n = n_n

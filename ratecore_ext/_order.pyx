@@ -333,3 +333,67 @@ def hash_strings(const int32_t[::1] offsets, const uint8_t[::1] data, uint64_t[:
                 memcpy(&w, d + p, hi - p)
                 h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL
             out[i] = _mix(h)
+
+
+# ---- gathering strings ----------------------------------------------------------
+#
+# The ledger names the call of each debit: 3.2M usage_ids gathered from 20M
+# for a 20M-call run, each one a cache miss on the offsets and another on
+# the bytes. Arrow's take waits for each in turn; here both are prefetched
+# AHEAD_STR strings early, so the misses overlap.
+
+cdef extern from *:
+    void prefetch "__builtin_prefetch"(const void* p) noexcept nogil
+
+cdef enum:
+    AHEAD_STR = 16
+
+
+def take_strings(const int32_t[::1] offsets, const uint8_t[::1] data, const int64_t[::1] idx,
+                 const uint8_t[::1] take):
+    """(offsets, bytes) of the strings idx[i] of a string array (its
+    `offsets`, offset applied, and `data`), where take[i]; empty elsewhere.
+    Returns int32 offsets (len(idx) + 1) and uint8 data."""
+    cdef int64_t n = idx.shape[0], n_src = offsets.shape[0] - 1, i, j, total = 0, bad = -1
+    if take.shape[0] != n or n_src < 0:
+        raise ValueError("take_strings: idx and take differ in length, or no offsets")
+    if n_src and (offsets[0] < 0 or offsets[n_src] > data.shape[0]):
+        raise ValueError("take_strings: offsets point outside the data")
+    out_off = np.empty(n + 1, np.int32)
+    src = np.empty(n, np.int64)
+    cdef int32_t[::1] oo = out_off
+    cdef int64_t[::1] ss = src
+    oo[0] = 0
+    with nogil:
+        for i in range(n):
+            if i + AHEAD_STR < n and take[i + AHEAD_STR]:
+                j = idx[i + AHEAD_STR]
+                if 0 <= j < n_src:
+                    prefetch(&offsets[j])
+            ss[i] = 0
+            if take[i]:
+                j = idx[i]
+                if j < 0 or j >= n_src:
+                    bad = i
+                    break
+                ss[i] = offsets[j]
+                total += offsets[j + 1] - offsets[j]
+            if total > 2147483647:
+                bad = -2
+                break
+            oo[i + 1] = <int32_t>total
+    if bad == -2:
+        raise OverflowError("take_strings: more than 2 GiB of strings")
+    if bad >= 0:
+        raise IndexError(f"take_strings: index {idx[bad]} is outside the {n_src} strings")
+    out = np.empty(total, np.uint8)
+    cdef uint8_t[::1] dd = out
+    cdef uint8_t* d = &dd[0] if total else NULL
+    cdef const uint8_t* s = &data[0] if data.shape[0] else NULL
+    with nogil:
+        for i in range(n):
+            if i + AHEAD_STR < n:
+                prefetch(s + ss[i + AHEAD_STR])
+            if oo[i + 1] > oo[i]:
+                memcpy(d + oo[i], s + ss[i], oo[i + 1] - oo[i])
+    return out_off, out

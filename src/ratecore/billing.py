@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from ratecore import fields
 from ratecore._billing import Pass, charges_by_tenant, payers_of, unpack
-from ratecore._order import scatter_batch, sort_tenants
+from ratecore._order import scatter_batch, sort_tenants, take_strings
 
 INT64_MIN = np.iinfo(np.int64).min
 INT64_MAX = np.iinfo(np.int64).max
@@ -404,7 +404,7 @@ class Billed:
 def _grow(ns: SimpleNamespace, n_used: int, capacity: int) -> SimpleNamespace:
     out = SimpleNamespace()
     for name, arr in vars(ns).items():
-        new = np.zeros(capacity, dtype=arr.dtype)
+        new = np.zeros((capacity, *arr.shape[1:]), dtype=arr.dtype)
         new[:n_used] = arr[:n_used]
         setattr(out, name, new)
     return out
@@ -413,8 +413,8 @@ def _grow(ns: SimpleNamespace, n_used: int, capacity: int) -> SimpleNamespace:
 def _ledger_buffers(n):
     return SimpleNamespace(tenant=np.zeros(n, np.int32), seq=np.zeros(n, np.int64),
                            time=np.zeros(n, np.int64), kind=np.zeros(n, np.int8),
-                           lot=np.zeros(n, np.int64), amount=np.zeros(n, np.int64),
-                           balance=np.zeros(n, np.int64), ref=np.zeros(n, np.int64))
+                           lot=np.zeros(n, np.int64), amount=np.zeros((n, 2), np.int64),
+                           balance=np.zeros((n, 2), np.int64), ref=np.zeros(n, np.int64))
 
 
 def _note_buffers(n):
@@ -799,16 +799,29 @@ POOL_SCHEMA = pa.schema([
 
 
 def _take(values, idx: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
-    """values[idx] as strings; null where `mask`."""
+    """values[idx] as strings; null where `mask`. A plain string array
+    without nulls (usage_id) is gathered by the prefetching kernel."""
     if not isinstance(values, (pa.Array, pa.ChunkedArray)):
         values = pa.array(list(values) or [None], pa.string())
     if isinstance(values, pa.ChunkedArray) and values.num_chunks == 1:
         values = values.chunk(0)
-    return pc.take(values, pa.array(idx, mask=mask)).cast(pa.string())
+    if isinstance(values, pa.ChunkedArray) or values.type != pa.string() or values.null_count:
+        return pc.take(values, pa.array(idx, mask=mask)).cast(pa.string())
+    n = len(idx)
+    keep = np.ones(n, bool) if mask is None else ~np.asarray(mask, bool)
+    _, off_buf, data_buf = values.buffers()
+    offsets = np.frombuffer(off_buf, np.int32)[values.offset: values.offset + len(values) + 1]
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    off, chars = take_strings(offsets, data, np.ascontiguousarray(idx, np.int64),
+                              keep.view(np.uint8))
+    nulls = n - int(np.count_nonzero(keep))
+    validity = pa.array(keep).buffers()[1] if nulls else None
+    return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(off),
+                                                  pa.py_buffer(chars)], null_count=nulls)
 
 
 def _ledger_table(plan, cfg, usage_id, led) -> pa.Table:
-    kind = led.kind.astype(np.int64)
+    kind = led.kind
     return pa.table({
         "tenant_id": pa.DictionaryArray.from_arrays(
             pa.array(led.tenant), pa.array(list(plan.tenant_ids) or [""], pa.string())),
@@ -816,8 +829,8 @@ def _ledger_table(plan, cfg, usage_id, led) -> pa.Table:
         "kind": pa.DictionaryArray.from_arrays(pa.array(led.kind),
                                                pa.array(list(LEDGER_KINDS), pa.string())),
         "lot_id": pa.array(led.lot, mask=led.lot == 0),
-        "amount": fields.micro_to_decimal(led.amount),
-        "balance_after": fields.micro_to_decimal(led.balance),
+        "amount": fields.words_to_decimal(led.amount),       # the kernel wrote them so
+        "balance_after": fields.words_to_decimal(led.balance),
         "reference": _take(cfg.funds.reference, led.ref, kind != 0),
         "usage_id": _take(usage_id, led.ref, kind != 3)}, schema=LEDGER_SCHEMA)
 

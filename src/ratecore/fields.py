@@ -145,16 +145,25 @@ def micro_to_decimal(micro: np.ndarray, null_mask: np.ndarray | None = None) -> 
     A decimal128 value is a 16-byte little-endian two's complement integer
     of 10**-scale units; with scale 6 that integer is the micro-unit count.
     """
-    micro = np.ascontiguousarray(micro, dtype=np.int64)
+    micro = np.asarray(micro)
     words = np.empty((len(micro), 2), dtype=np.int64)
     words[:, 0] = micro
-    words[:, 1] = micro >> 63
+    np.right_shift(words[:, 0], 63, out=words[:, 1])
+    return words_to_decimal(words, null_mask)
+
+
+def words_to_decimal(words: np.ndarray, null_mask: np.ndarray | None = None) -> pa.Array:
+    """decimal128(18, 6) over (n, 2) int64 words (micro-units, then their
+    sign: see :func:`micro_to_decimal`), without copying them."""
+    words = np.ascontiguousarray(words, np.int64)
+    if words.ndim != 2 or words.shape[1] != 2:
+        raise ValueError(f"decimal words must be (n, 2), not {words.shape}")
     validity = None
     null_count = 0
     if null_mask is not None and null_mask.any():
         validity = pa.array(~null_mask).buffers()[1]
         null_count = int(null_mask.sum())
-    return pa.Array.from_buffers(pa.decimal128(18, 6), len(micro),
+    return pa.Array.from_buffers(pa.decimal128(18, 6), len(words),
                                  [validity, pa.py_buffer(words)], null_count=null_count)
 
 
