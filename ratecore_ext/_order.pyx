@@ -222,6 +222,8 @@ def scatter_batch(const int32_t[::1] tenant, const int64_t[::1] start,
             raise ValueError("group_calls: a tenant's slice is outside the records")
     if n == 0:
         return
+    if n_t == 0:
+        raise ValueError(f"group_calls: tenant row {tenant[0]} out of range")
     with nogil:
         bad = scatter(&tenant[0], &start[0], &payer[0], &row[0], &billable[0], &service[0],
                       &status[0], n, first, <int32_t>n_t, <CallRec*> &recs_out[0], &cursor[0],

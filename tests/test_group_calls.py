@@ -194,3 +194,14 @@ def test_groups_refuse_calls_beyond_their_counts():
         _add(billing.CallGroups(counts), cols, np.arange(10))
     with pytest.raises(ValueError, match="usage_id must name the 10 calls"):
         groups.finish()
+
+
+def test_groups_without_tenants_refuse_any_call():
+    cols = _columns(np.random.default_rng(4), 3, 1, 100)
+    with pytest.raises(ValueError, match="tenant row 0 out of range"):
+        _add(billing.CallGroups(np.zeros(0, np.int64)), cols, np.arange(3))
+    empty = billing.CallGroups(np.zeros(0, np.int64))
+    _add(empty, cols, np.arange(0))
+    empty.usage_id = pa.array([], pa.string())
+    recs, offsets = empty.finish()
+    assert len(recs) == 0 and offsets.tolist() == [0]
