@@ -140,7 +140,10 @@ def write_by_month(table: pa.Table, months, directory: Path, part: str,
         if rows.any():
             target = directory / f"month={month or 'unknown'}"
             target.mkdir(parents=True, exist_ok=True)
-            write_parquet(table.filter(pa.array(rows)), target / f"{part}.parquet")
+            # most parts fall in one month: write them as they are (filtering a
+            # rated part copies all its columns: 1.1 s of a 4M-call run)
+            write_parquet(table if rows.all() else table.filter(pa.array(rows)),
+                          target / f"{part}.parquet")
             written.append(target / f"{part}.parquet")
             if each is not None:
                 each(written[-1], rows)
