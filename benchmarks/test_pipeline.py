@@ -38,7 +38,7 @@ def pipeline(cfg, plan, cdrs: pa.Table, threads: int = 1) -> dict[str, int]:
     tenant = cfg.tenants.lookup(cdrs.column("tenant_id")).astype(np.int32)
     payer = plan.payers(tenant, cdrs.column("user_id"))
     groups = billing.CallGroups(np.bincount(tenant, minlength=n_t))
-    out = pricing.allocate(BATCH)
+    out = pricing.allocate(BATCH, charge=False)   # billing prices the credit part
     dropped = []
     at = 0
     for b in cdrs.to_batches(max_chunksize=BATCH):
@@ -50,7 +50,7 @@ def pipeline(cfg, plan, cdrs: pa.Table, threads: int = 1) -> dict[str, int]:
             tollfree=pricing.tollfree_flags(b.column("number_type")),
             deck=cfg.tenants.deck_index[t], caller=b.column("caller_number"),
             callee=b.column("callee_number"), start=b.column("start_time"),
-            duration=b.column("duration_seconds"), threads=threads, out=out)
+            duration=b.column("duration_seconds"), threads=threads, out=out, charge=False)
         cols = (t, pricing.int64_values(b.column("start_time")), payer[lo:hi], p.row,
                 p.billable, p.service, p.status)
         ok = p.status >= 0

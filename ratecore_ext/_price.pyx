@@ -149,14 +149,16 @@ def price_batch(book,
                 int8_t[::1] status_out, int8_t[::1] service_out,
                 int32_t[::1] row_out, int32_t[::1] billable_out,
                 int64_t[::1] charge_out,
-                Py_ssize_t begin=0, Py_ssize_t end=-1):
+                Py_ssize_t begin=0, Py_ssize_t end=-1, bint with_charge=True):
     """Classify, look up and price CDRs [begin, end) of one batch.
 
     String columns arrive as their Arrow buffers: int32 offsets, UTF-8 data,
     the validity bitmap (or None) and the array's offset (`*_base`). Rows
     with deck < 0 were rejected before the kernel and are marked skipped.
     Runs without the GIL, so threads may price disjoint slices of the same
-    batch into the same output arrays.
+    batch into the same output arrays. Without `with_charge` the full
+    credit price is not worked out and `charge_out` (which may be empty)
+    is left alone: a billed run prices each call's credit part in the pass.
     """
     cdef Tables tb = tables_from(book)
     cdef const uint8_t[::1] cr_valid_mv, ce_valid_mv
@@ -175,7 +177,7 @@ def price_batch(book,
         raise ValueError("bad slice")
     for arr_len in (tollfree.shape[0], deck.shape[0], start_us.shape[0], duration.shape[0],
                     status_out.shape[0], service_out.shape[0], row_out.shape[0],
-                    billable_out.shape[0], charge_out.shape[0]):
+                    billable_out.shape[0], charge_out.shape[0] if with_charge else n):
         if arr_len != n:
             raise ValueError("all columns of a batch must have the same length")
     if (caller_offsets.shape[0] < caller_base + n + 1
@@ -204,6 +206,11 @@ def price_batch(book,
     cdef int32_t r, node
     cdef const int32_t* bucket
     cdef const RowTerms* terms
+    # numbers longer than every emergency number (nearly all) skip the list
+    cdef int max_emergency = 0
+    for e in range(n_emergency):
+        if emergency_len[e] > max_emergency:
+            max_emergency = emergency_len[e]
     with nogil:
         blk = begin
         while blk < end:
@@ -220,7 +227,7 @@ def price_batch(book,
                     svc = SVC_CONFERENCE if ct == CT_CONF_OUT else SVC_OUTBOUND
                     rc = string_number(ce_off, ce_data, ce_valid, callee_base, i,
                                        &value, &known[nact], &total)
-                    if rc == NUM_OK and known[nact] == total:
+                    if rc == NUM_OK and known[nact] == total and total <= max_emergency:
                         for e in range(n_emergency):
                             if emergency_value[e] == value and emergency_len[e] == total:
                                 svc = -1          # an emergency number: free
@@ -230,7 +237,8 @@ def price_batch(book,
                     rc = string_number(cr_off, cr_data, cr_valid, caller_base, i,
                                        &value, &known[nact], &total)
                 billable_out[i] = 0
-                charge_out[i] = 0
+                if with_charge:
+                    charge_out[i] = 0
                 row_out[i] = -1
                 if svc == -2:
                     status_out[i] = REJ_SKIPPED
@@ -299,5 +307,6 @@ def price_batch(book,
                     else:
                         b = billable_seconds(d, terms.inc1, terms.inc2)
                         billable_out[i] = <int32_t>b
-                        charge_out[i] = price_seconds(terms, b)
+                        if with_charge:
+                            charge_out[i] = price_seconds(terms, b)
                         status_out[i] = ST_CHARGED

@@ -41,13 +41,21 @@ def kernel_price(book: RateBook, cdrs: list[dict], deck_ids=None, threads=1):
     deck_ids = deck_ids or ["d1"] * n
     deck = np.array([book.deck_index[d] for d in deck_ids], dtype=np.int16)
     start = pa.array([c["start_time"] for c in cdrs], pa.timestamp("us", tz="UTC"))
-    p = pricing.price(
-        book, call_type=pricing.call_type_codes(pa.array([c["call_type"] for c in cdrs], pa.string())),
-        tollfree=pricing.tollfree_flags(pa.array([c.get("number_type") for c in cdrs], pa.string())),
-        deck=deck, caller=pa.array([c.get("caller_number") for c in cdrs], pa.string()),
-        callee=pa.array([c.get("callee_number") for c in cdrs], pa.string()),
-        start=start, duration=pa.array([c["duration_seconds"] for c in cdrs], pa.int64()),
-        threads=threads)
+    args = {
+        "call_type": pricing.call_type_codes(pa.array([c["call_type"] for c in cdrs],
+                                                      pa.string())),
+        "tollfree": pricing.tollfree_flags(pa.array([c.get("number_type") for c in cdrs],
+                                                    pa.string())),
+        "deck": deck, "caller": pa.array([c.get("caller_number") for c in cdrs], pa.string()),
+        "callee": pa.array([c.get("callee_number") for c in cdrs], pa.string()),
+        "start": start, "duration": pa.array([c["duration_seconds"] for c in cdrs], pa.int64()),
+        "threads": threads}
+    p = pricing.price(book, **args)
+    # a billed run prices without the full charge: everything else the same
+    q = pricing.price(book, **args, out=pricing.allocate(n + 3, charge=False), charge=False)
+    assert q.charge is None
+    for name in ("status", "service", "row", "billable"):
+        assert getattr(q, name).tolist() == getattr(p, name).tolist(), name
     return [_kernel_result(book, p, i) for i in range(n)], p
 
 

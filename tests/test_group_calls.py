@@ -11,8 +11,13 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ratecore._order import (group_calls, in_cache_records, record_size, scatter_calls,
-                             sort_tenants)
+from ratecore._order import (
+    group_calls,
+    in_cache_records,
+    record_size,
+    scatter_calls,
+    sort_tenants,
+)
 
 from ratecore import billing
 

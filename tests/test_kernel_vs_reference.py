@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from conftest import DECK_HEADER, write_csv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -162,16 +163,22 @@ def test_kernel_equals_reference(tmp_path_factory, data):
     codes = pricing.call_type_codes(pa.array([c["call_type"] for c in cdrs], pa.string()))
     deck = np.array([book.deck_index[c["deck"]] if code >= 0 else -1
                      for c, code in zip(cdrs, codes)], dtype=np.int16)
-    p = pricing.price(
-        book, call_type=codes,
-        tollfree=pricing.tollfree_flags(sliced([c["number_type"] for c in cdrs], pa.string())),
-        deck=deck,
-        caller=sliced([c["caller_number"] for c in cdrs], pa.string()),
-        callee=sliced([c["callee_number"] for c in cdrs], pa.string()),
-        start=sliced([c["start_time"] for c in cdrs], pa.timestamp("us", tz="UTC")),
-        duration=sliced([c["duration_seconds"] for c in cdrs], pa.int64()))
+    args = {
+        "call_type": codes,
+        "tollfree": pricing.tollfree_flags(sliced([c["number_type"] for c in cdrs], pa.string())),
+        "deck": deck,
+        "caller": sliced([c["caller_number"] for c in cdrs], pa.string()),
+        "callee": sliced([c["callee_number"] for c in cdrs], pa.string()),
+        "start": sliced([c["start_time"] for c in cdrs], pa.timestamp("us", tz="UTC")),
+        "duration": sliced([c["duration_seconds"] for c in cdrs], pa.int64())}
+    p = pricing.price(book, **args)
     for i, c in enumerate(cdrs):
         assert actual(book, p, i) == expected(rows, c), c
+    # without the full charge (a billed run), every other output is the same
+    q = pricing.price(book, **args, charge=False)
+    assert q.charge is None
+    for name in ("status", "service", "row", "billable"):
+        assert getattr(q, name).tolist() == getattr(p, name).tolist(), name
 
 
 @settings(max_examples=60, deadline=None)
@@ -194,3 +201,15 @@ def test_extreme_prices_do_not_overflow(tmp_path_factory, d, i1, i2, rate, fee, 
                       start=pa.array([T0], pa.timestamp("us", tz="UTC")),
                       duration=pa.array([d], pa.int64()))
     assert actual(book, p, 0) == expected([row], c)
+
+
+def test_charge_asked_for_into_buffers_without_it_is_refused(tmp_path_factory):
+    row = ref.DeckRow("d1", "USD", "outbound", "4", "GB", "x", "geographic", Decimal("0.01"),
+                      Decimal(0), 60, 60, Decimal(0), False, T0, None, "half_up", 4)
+    book = load_rate_book(write_deck_csv(tmp_path_factory.mktemp("deck") / "deck.csv", [row]))
+    with pytest.raises(ValueError, match="no charge array"):
+        pricing.price(book, call_type=pricing.call_type_codes(pa.array(["user_out"])),
+                      tollfree=np.zeros(1, np.uint8), deck=np.zeros(1, np.int16),
+                      caller=pa.array([None], pa.string()), callee=pa.array(["+44"]),
+                      start=pa.array([T0], pa.timestamp("us", tz="UTC")),
+                      duration=pa.array([60], pa.int64()), out=pricing.allocate(1, charge=False))

@@ -70,7 +70,8 @@ class RunSummary:
 
 
 #: What billing needs of each accepted CDR, spilled with it (see _Part).
-_PRICED = ("status", "service", "row", "billable", "charge")
+#: What a run keeps of pricing (its rated charge comes from billing).
+_PRICED = ("status", "service", "row", "billable")
 
 
 @dataclass
@@ -156,7 +157,7 @@ def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int):
         book, call_type=pricing.call_type_codes(col("call_type")),
         tollfree=pricing.tollfree_flags(col("number_type")), deck=deck.astype(np.int16),
         caller=col("caller_number"), callee=col("callee_number"), start=col("start_time"),
-        duration=col("duration_seconds"), threads=threads)
+        duration=col("duration_seconds"), threads=threads, charge=False)
     for code, reason in pricing.KERNEL_REJECTS.items():
         hit = priced.status == code
         if hit.any():
