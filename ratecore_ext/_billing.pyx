@@ -247,6 +247,7 @@ cdef struct Ctx:
     int64_t* p_used
     int64_t* p_size
     uint8_t* p_flags
+    int32_t* p_cp                     # change point of each pool's last size lookup
     int32_t* cap_month
     # outputs per call: inv[input position] = position of its BillRec
     int32_t* inv
@@ -404,18 +405,28 @@ cdef inline void debit(Ctx* c, int32_t t, int64_t now, int64_t amount, int64_t c
         notify(c, t, now, N_BALANCE_DEPLETED, amount, -1)
 
 
-cdef inline int64_t pool_size(const Ctx* c, int32_t p, int64_t at) noexcept nogil:
-    """Seconds of pool `p` at instant `at`: the last change point at or before it."""
-    cdef int32_t lo = c.pool_cp_lo[p], hi = c.pool_cp_hi[p], mid
+cdef inline int64_t pool_size(Ctx* c, int32_t p, int64_t at) noexcept nogil:
+    """Seconds of pool `p` at instant `at`: the last change point at or before it.
+
+    A tenant's instants only grow during a pass, so the change point found
+    last time (p_cp) is walked forward; a binary search finds it the first
+    time, or if `at` ever lies before it."""
+    cdef int32_t lo = c.pool_cp_lo[p], hi = c.pool_cp_hi[p], k = c.p_cp[p], mid
     if lo >= hi or c.cp_time[lo] > at:
         return 0
-    while hi - lo > 1:
-        mid = (lo + hi) >> 1
-        if c.cp_time[mid] <= at:
-            lo = mid
-        else:
-            hi = mid
-    return c.cp_size[lo]
+    if lo <= k < hi and c.cp_time[k] <= at:
+        while k + 1 < hi and c.cp_time[k + 1] <= at:
+            k += 1
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            if c.cp_time[mid] <= at:
+                lo = mid
+            else:
+                hi = mid
+        k = lo
+    c.p_cp[p] = k
+    return c.cp_size[k]
 
 
 cdef inline int touch(Ctx* c, int32_t p, int32_t month) noexcept nogil:
@@ -739,6 +750,9 @@ cdef class Pass:
         c.p_used = <int64_t*> _ptr(state.p_used, I64, True)
         c.p_size = <int64_t*> _ptr(state.p_size, I64, True)
         c.p_flags = <uint8_t*> _ptr(state.p_flags, U8, True)
+        if len(state.p_cp) != len(state.p_flags):
+            raise ValueError("billing kernel: p_cp must have one entry per pool")
+        c.p_cp = <int32_t*> _ptr(state.p_cp, I32, True)
         c.cap_month = <int32_t*> _ptr(state.cap_month, I32, True)
         c.inv = <int32_t*> _ptr(inv, I32, True)
         c.l_n = c.n_n = c.f_n = 0

@@ -664,6 +664,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls | CallGroups, *,
     ks.p_used = np.zeros(n_p, np.int64)
     ks.p_size = np.zeros(n_p, np.int64)
     ks.p_flags = np.zeros(n_p, np.uint8)
+    ks.p_cp = np.full(n_p, -1, np.int32)      # the pass's size-lookup cursors
     pool_keys = [(plan.tenant_ids[t], name) for t, name in zip(plan.pool_tenant, plan.pool_names)]
     for p, key in enumerate(pool_keys):
         if key in state.pools:
