@@ -35,8 +35,7 @@ cdef extern from *:
 
 cdef enum:
     RECHARGES_PER_INSTANT = 10
-    # calls ahead whose deck row and `inv` entry are prefetched (the entry
-    # is at the call's input position, a cache miss unless asked for early)
+    # calls ahead whose deck row and `perm` entry are prefetched
     AHEAD = 8
     EV_FUND = 0
     EV_CARD = 1
@@ -249,8 +248,9 @@ cdef struct Ctx:
     uint8_t* p_flags
     int32_t* p_cp                     # change point of each pool's last size lookup
     int32_t* cap_month
-    # outputs per call: inv[input position] = position of its BillRec
-    int32_t* inv
+    # outputs per call: perm[grouped position] = position of its BillRec
+    # (both within the tenant's slice: stores that stay in the cache)
+    int32_t* perm
     # growable outputs
     int64_t l_cap
     int64_t l_n
@@ -628,7 +628,7 @@ cdef int64_t run_tenants(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nog
             if k < kh:
                 call = c.calls + k
                 if k + AHEAD < kh:
-                    prefetch_write(c.inv + call[AHEAD].idx, 1, 3)
+                    prefetch_write(c.perm + call[AHEAD].grouped, 1, 3)
                     if call[AHEAD].row >= 0:
                         prefetch(c.rows + call[AHEAD].row)
                 now = call.start if call.start > p0 else p0
@@ -653,7 +653,7 @@ cdef int64_t run_tenants(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nog
                 if code[0] != DONE:
                     return t
                 billed.late = call.start < p0
-                c.inv[call.idx] = <int32_t>k
+                c.perm[call.grouped] = <int32_t>k
                 (<BillRec*>(c.calls + k))[0] = billed
                 k += 1
                 c.cur_call[t] = k
@@ -682,12 +682,12 @@ cdef class Pass:
     cdef Ctx c
     cdef object keep
 
-    def __init__(self, ins, state, inv):
-        self.keep = (ins, state, inv)
+    def __init__(self, ins, state, perm):
+        self.keep = (ins, state, perm)
         cdef Ctx* c = &self.c
         _check_layouts(ins.calls)
-        if len(inv) != len(ins.calls):
-            raise ValueError("billing kernel: inv and the calls differ in length")
+        if len(perm) != len(ins.calls):
+            raise ValueError("billing kernel: perm and the calls differ in length")
         c.calls = <CallRec*> _ptr(ins.calls.view(np.uint8), U8, True)
         c.call_lo = <const int64_t*> _ptr(ins.call_lo, I64, False)
         c.ev_time = <const int64_t*> _ptr(ins.ev_time, I64, False)
@@ -754,7 +754,7 @@ cdef class Pass:
             raise ValueError("billing kernel: p_cp must have one entry per pool")
         c.p_cp = <int32_t*> _ptr(state.p_cp, I32, True)
         c.cap_month = <int32_t*> _ptr(state.cap_month, I32, True)
-        c.inv = <int32_t*> _ptr(inv, I32, True)
+        c.perm = <int32_t*> _ptr(perm, I32, True)
         c.l_n = c.n_n = c.f_n = 0
         c.l_cap = c.n_cap = c.f_cap = 0
 

@@ -8,7 +8,8 @@ from libc.stdint cimport int8_t, int32_t, int64_t
 # one sequential walk instead of six scattered reads per call.
 cdef struct CallRec:
     int64_t start         # UTC microseconds
-    int64_t idx           # position in the run's calls (outputs, ledger reference)
+    int32_t idx           # position in the run's calls (ledger reference, usage_id)
+    int32_t grouped       # position when grouped by tenant, before the time sort
     int32_t payer         # license holder, -1 none
     int32_t row           # deck row, -1 none
     int32_t billable      # billable seconds

@@ -187,6 +187,10 @@ def test_groups_added_batch_by_batch_equal_one_grouping(n, n_t, seed, cuts, drop
                                        pa.array(ids[kept])), cols["payer"][kept], n_t)
     assert len(groups) == kept.sum()
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    # where[call] is the position the call was grouped at, which its record keeps
+    recs, _, where = got
+    assert np.array_equal(where[recs["idx"]], recs["grouped"])
+    assert sorted(recs["grouped"].tolist()) == list(range(len(recs)))
 
 
 def test_groups_refuse_calls_beyond_their_counts():
@@ -194,8 +198,12 @@ def test_groups_refuse_calls_beyond_their_counts():
     counts = np.bincount(cols["tenant"], minlength=2)
     groups = billing.CallGroups(counts)
     _add(groups, cols, np.arange(10))
-    with pytest.raises(ValueError, match="more calls of tenant row"):
+    with pytest.raises(ValueError, match=r"more calls than counted \(11 of 10\)"):
         _add(groups, cols, np.arange(1))
+    drop_one = billing.CallGroups(counts + np.array([1, 0]))   # room for 11 calls
+    _add(drop_one, cols, np.arange(10))
+    with pytest.raises(ValueError, match="more calls of tenant row 1"):
+        _add(drop_one, cols, np.flatnonzero(cols["tenant"] == 1)[:1])
     cols["tenant"][0] = 5
     with pytest.raises(ValueError, match="tenant row 5 out of range"):
         _add(billing.CallGroups(counts), cols, np.arange(10))
@@ -210,5 +218,5 @@ def test_groups_without_tenants_refuse_any_call():
     empty = billing.CallGroups(np.zeros(0, np.int64))
     _add(empty, cols, np.arange(0))
     empty.usage_id = pa.array([], pa.string())
-    recs, offsets = empty.finish()
-    assert len(recs) == 0 and offsets.tolist() == [0]
+    recs, offsets, where = empty.finish()
+    assert len(recs) == len(where) == 0 and offsets.tolist() == [0]

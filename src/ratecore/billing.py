@@ -356,8 +356,11 @@ class Billed:
     outputs.
 
     The pass leaves each call's outputs as a record in tenant and time order
-    (``recs``, written over the call's own); ``inv[i]`` is where call ``i``'s
-    record is. The columns in call order are gathered from them when first
+    (``recs``, written over the call's own). Call ``i`` was grouped at
+    ``where[i]`` and the pass left its record at ``perm[where[i]]`` (``perm``
+    is written tenant by tenant, so its stores stay in the cache, where
+    storing at each call's input position missed it). The columns in call
+    order are gathered from them when first
     read (:data:`PER_CALL` as attributes), for all calls or, after
     :meth:`slice`, for a stretch of them, which is how a run writes its
     rated parts. Holding 32 bytes a call instead of ten columns keeps a 20M
@@ -365,25 +368,31 @@ class Billed:
     scattered fresh memory (SPEC §8 memory; measured in the README).
     """
 
-    def __init__(self, recs: np.ndarray, inv: np.ndarray, call_lo: np.ndarray,
-                 ledger: pa.Table, notifications: pa.Table, pools: pa.Table, as_of: int):
-        self.recs, self.inv, self.call_lo = recs, inv, call_lo
+    def __init__(self, recs: np.ndarray, perm: np.ndarray, where: np.ndarray,
+                 call_lo: np.ndarray, ledger: pa.Table, notifications: pa.Table,
+                 pools: pa.Table, as_of: int):
+        self.recs, self.perm, self.where, self.call_lo = recs, perm, where, call_lo
         self.ledger, self.notifications, self.pools, self.as_of = (
             ledger, notifications, pools, as_of)
         self._columns: dict | None = None
 
     def slice(self, lo: int, hi: int) -> Billed:
         """The calls [lo, hi) (the same records; nothing is copied)."""
-        return Billed(self.recs, self.inv[lo:hi], self.call_lo, self.ledger,
+        return Billed(self.recs, self.perm, self.where[lo:hi], self.call_lo, self.ledger,
                       self.notifications, self.pools, self.as_of)
 
     def __len__(self) -> int:
-        return len(self.inv)
+        return len(self.where)
+
+    @property
+    def inv(self) -> np.ndarray:
+        """Where each call's record is (int32, in call order)."""
+        return np.take(self.perm, self.where)
 
     def columns(self) -> dict:
         """{name: array} of every :data:`PER_CALL` column, in call order."""
         if self._columns is None:
-            n = len(self.inv)
+            n = len(self.where)
             cols = {k: np.empty(n, t) for k, t in zip(PER_CALL, _PER_CALL_TYPES)}
             unpack(self.recs.view(np.uint8), self.inv,
                    *(v.view(np.uint8) if v.dtype == np.bool_ else v for v in cols.values()))
@@ -431,16 +440,17 @@ def _flush_buffers(n):
 
 #: Layouts of _calls.pxd's CallRec and BillRec (checked by the kernel); a
 #: billed call's BillRec is written over its CallRec.
-CALL_DTYPE = np.dtype([("start", "i8"), ("idx", "i8"), ("payer", "i4"), ("row", "i4"),
-                       ("billable", "i4"), ("service", "i1"), ("status", "i1")], align=True)
+CALL_DTYPE = np.dtype([("start", "i8"), ("idx", "i4"), ("grouped", "i4"), ("payer", "i4"),
+                       ("row", "i4"), ("billable", "i4"), ("service", "i1"), ("status", "i1")],
+                      align=True)
 BILL_DTYPE = np.dtype([("amount", "i8"), ("balance_after", "i8"), ("pool", "i4"),
                        ("pool_seconds", "i4"), ("seconds", "i4"), ("domestic", "i1"),
                        ("capability", "i1"), ("status", "i1"), ("late", "i1")], align=True)
 
 
-def _run_range(ins, kstate, inv, lo: int, hi: int):
+def _run_range(ins, kstate, perm, lo: int, hi: int):
     """Run the kernel over tenants [lo, hi), growing its output buffers as needed."""
-    p = Pass(ins, kstate, inv)
+    p = Pass(ins, kstate, perm)
     n_calls = int(ins.call_lo[hi] - ins.call_lo[lo])
     cap = max(1024, n_calls // 4)
     led, notes, flushed = _ledger_buffers(cap), _note_buffers(cap), _flush_buffers(cap)
@@ -478,6 +488,7 @@ class CallGroups:
         np.cumsum(counts, out=self.offsets[1:])
         self.cursor = self.offsets[:-1].copy()
         self.recs = np.empty(int(self.offsets[-1]), CALL_DTYPE)
+        self.where = np.empty(int(self.offsets[-1]), np.int32)   # each call's record
         self.n = 0
         self.last_start: int | None = None
         self.usage_id = None
@@ -493,23 +504,29 @@ class CallGroups:
         start = c(start, np.int64)
         scatter_batch(c(tenant, np.int32), start, c(payer, np.int32), c(row, np.int32),
                       c(billable, np.int32), c(service, np.int8), c(status, np.int8), self.n,
-                      self.recs.view(np.uint8), self.cursor, self.offsets[1:])
+                      self.recs.view(np.uint8), self.cursor, self.offsets[1:], self.where)
         self.n += len(start)
         if len(start):
             top = int(start.max())
             self.last_start = top if self.last_start is None else max(self.last_start, top)
 
     def finish(self, threads: int = 1):
-        """(records, offsets): each tenant's calls in (start, usage_id)
-        order. The tenants' slices are sorted on `threads` threads."""
+        """(records, offsets, where): each tenant's calls in (start,
+        usage_id) order, where each tenant's begin, and where each call was
+        before the sort (its ``grouped`` position). The tenants' slices are
+        sorted on `threads` threads."""
         if self.usage_id is None or len(self.usage_id) != self.n:
             raise ValueError(f"CallGroups: usage_id must name the {self.n:,} calls added")
         recs, offsets, n_t = self.recs, self.offsets, len(self.cursor)
+        where = self.where[:self.n]
         if self.n != len(recs):   # rows dropped: close the gaps, tenant by tenant
             keep = np.zeros(len(recs), bool)
             for t in np.flatnonzero(self.cursor > offsets[:-1]).tolist():
                 keep[offsets[t]:self.cursor[t]] = True
+            moved = (np.cumsum(keep) - 1).astype(np.int32)
             recs = recs[keep]
+            recs["grouped"] = np.arange(len(recs), dtype=np.int32)
+            where = moved[where]
             offsets = np.zeros(n_t + 1, np.int64)
             np.cumsum(self.cursor - self.offsets[:-1], out=offsets[1:])
         raw = recs.view(np.uint8)
@@ -528,7 +545,7 @@ class CallGroups:
             perm = pc.sort_indices(pa.table({"run": run, "uid": uid}),
                                    sort_keys=[("run", "ascending"), ("uid", "ascending")])
             recs[pos] = recs[pos][np.asarray(perm)]
-        return recs, offsets
+        return recs, offsets, where
 
 
 def _grouped(calls: Calls, payer: np.ndarray, n_t: int) -> CallGroups:
@@ -546,7 +563,7 @@ def _grouped(calls: Calls, payer: np.ndarray, n_t: int) -> CallGroups:
 def _group_calls(calls: Calls, payer: np.ndarray, n_t: int, threads: int = 1):
     """The calls as records grouped by tenant, each tenant's in (start,
     usage_id) order, and where each tenant's records begin."""
-    return _grouped(calls, payer, n_t).finish(threads)
+    return _grouped(calls, payer, n_t).finish(threads)[:2]
 
 
 def _other_events(cfg, fund_i, card_i, n_t: int, point: np.ndarray, run_as_of: int):
@@ -628,7 +645,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls | CallGroups, *,
     card_i = _unapplied(ck, state.applied_cards)
     card_i = card_i[cfg.card_updates.updated_at[card_i] <= run_as_of] if len(card_i) else card_i
     n_c = len(calls)
-    recs, call_lo = calls.finish(threads)
+    recs, call_lo, where = calls.finish(threads)
     ev_time, ev_kind, ev_ref, ev_lo = _other_events(cfg, fund_i, card_i, n_t, point, run_as_of)
 
     # lots: live lots from the state in rings sized for this run
@@ -685,15 +702,15 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls | CallGroups, *,
             "cp_time", "cp_size", "pool_partner", "pool_cap", "pool_sku")})
     if n_c >= 2**31:
         raise ValueError(f"billing: {n_c:,} calls in one run; at most 2**31 - 1 are billed at once")
-    inv = np.empty(n_c, np.int32)
+    perm = np.empty(n_c, np.int32)
 
     # tenants are independent: ranges of them run on threads
     ranges = _tenant_ranges(call_lo, ev_lo, threads)
     if len(ranges) == 1:
-        parts = [_run_range(ins, ks, inv, *ranges[0])]
+        parts = [_run_range(ins, ks, perm, *ranges[0])]
     else:
         with ThreadPoolExecutor(len(ranges), thread_name_prefix="ratecore-bill") as ex:
-            parts = list(ex.map(lambda r: _run_range(ins, ks, inv, *r), ranges))
+            parts = list(ex.map(lambda r: _run_range(ins, ks, perm, *r), ranges))
     led, notes, flushed = (_joined([p[j] for p in parts]) for j in range(3))
 
     # state back, by name
@@ -725,7 +742,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls | CallGroups, *,
     state.as_of = run_as_of
 
     return Billed(
-        recs.view(BILL_DTYPE), inv, call_lo, ledger=_ledger_table(plan, cfg, calls.usage_id, led),
+        recs.view(BILL_DTYPE), perm, where, call_lo, ledger=_ledger_table(plan, cfg, calls.usage_id, led),
         notifications=_notes_table(plan, notes), pools=_pools_table(state, flushed, pool_keys),
         as_of=run_as_of)
 
