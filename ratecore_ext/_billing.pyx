@@ -2,7 +2,8 @@
 # notifications. Each tenant's calls arrive as 32-byte records in time order
 # (grouped by _order.pyx); its other events (fundings, card updates, the
 # run's end) are a short sorted list merged in as the walk goes, so the pass
-# reads calls sequentially and writes each call's outputs as one record.
+# reads calls sequentially and writes each call's outputs as one record over
+# the call's own (BillRec), noting in `perm` where it went.
 #
 # Layout: everything is flat arrays built by ratecore.billing. Calls arrive
 # priced (deck row, billable seconds); a payer's license rows are one slice

@@ -360,12 +360,12 @@ class Billed:
     ``where[i]`` and the pass left its record at ``perm[where[i]]`` (``perm``
     is written tenant by tenant, so its stores stay in the cache, where
     storing at each call's input position missed it). The columns in call
-    order are gathered from them when first
-    read (:data:`PER_CALL` as attributes), for all calls or, after
-    :meth:`slice`, for a stretch of them, which is how a run writes its
-    rated parts. Holding 32 bytes a call instead of ten columns keeps a 20M
-    call run 0.9 GB smaller than columns would, and the pass never writes to
-    scattered fresh memory (SPEC §8 memory; measured in the README).
+    order are gathered from them when first read (:data:`PER_CALL` as
+    attributes), for all calls or, after :meth:`slice`, for a stretch of
+    them, which is how a run writes its rated parts. Holding 32 bytes a call
+    instead of ten columns keeps a 20M-call run 0.9 GB smaller than columns
+    would, and the pass never writes to scattered fresh memory (SPEC §8
+    memory; measured in the README).
     """
 
     def __init__(self, recs: np.ndarray, perm: np.ndarray, where: np.ndarray,
