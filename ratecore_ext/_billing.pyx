@@ -526,6 +526,7 @@ cdef int bill_call(Ctx* c, int32_t t, int64_t now, int32_t month,
     o.status = status
     o.balance_after = c.s_balance[t]
     o.capability = -1
+    o.late = start < c.point0[t]
     if status != S_CHARGED:
         if status == S_FREE:
             o.capability = CAP_FREECALL
@@ -653,7 +654,6 @@ cdef int64_t run_tenants(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nog
                 code[0] = bill_call(c, <int32_t>t, now, month, call, &billed)
                 if code[0] != DONE:
                     return t
-                billed.late = call.start < p0
                 c.perm[call.grouped] = <int32_t>k
                 (<BillRec*>(c.calls + k))[0] = billed
                 k += 1
@@ -807,6 +807,11 @@ cdef inline bint is_charged(int8_t status) noexcept nogil:
 
 cdef inline bint is_unbilled(int8_t status) noexcept nogil:
     return S_CUT_NO_LICENSE <= status <= S_BLOCKED_NO_FUNDS
+
+
+def bill_record_size():
+    """sizeof(BillRec), checked against ratecore.billing.BILL_DTYPE."""
+    return sizeof(BillRec)
 
 
 def _check_layouts(calls):

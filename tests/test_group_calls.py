@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ratecore._billing import bill_record_size
 from ratecore._order import (
     group_calls,
     in_cache_records,
@@ -62,6 +63,7 @@ def _check(cols, n_t):
 
 def test_record_layout_matches_numpy():
     assert record_size() == billing.CALL_DTYPE.itemsize == 32
+    assert bill_record_size() == billing.BILL_DTYPE.itemsize == 32
 
 
 @settings(max_examples=60, deadline=None)

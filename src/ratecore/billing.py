@@ -438,8 +438,8 @@ def _flush_buffers(n):
                            size=np.zeros(n, np.int64), used=np.zeros(n, np.int64))
 
 
-#: Layouts of _calls.pxd's CallRec and BillRec (checked by the kernel); a
-#: billed call's BillRec is written over its CallRec.
+#: Layouts of _calls.pxd's CallRec and BillRec (their sizes checked against
+#: the kernel's); a billed call's BillRec is written over its CallRec.
 CALL_DTYPE = np.dtype([("start", "i8"), ("idx", "i4"), ("grouped", "i4"), ("payer", "i4"),
                        ("row", "i4"), ("billable", "i4"), ("service", "i1"), ("status", "i1")],
                       align=True)
@@ -700,9 +700,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls | CallGroups, *,
             "payer_hi", "lic_from", "lic_to", "lic_loc", "lic_credits", "lic_user_pool",
             "lic_dom_pool", "lic_intl_pool", "lic_dial_pool", "pool_cp_lo", "pool_cp_hi",
             "cp_time", "cp_size", "pool_partner", "pool_cap", "pool_sku")})
-    if n_c >= 2**31:
-        raise ValueError(f"billing: {n_c:,} calls in one run; at most 2**31 - 1 are billed at once")
-    perm = np.empty(n_c, np.int32)
+    perm = np.empty(n_c, np.int32)    # int32: grouping refuses 2**31 calls or more
 
     # tenants are independent: ranges of them run on threads
     ranges = _tenant_ranges(call_lo, ev_lo, threads)
@@ -742,7 +740,8 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls | CallGroups, *,
     state.as_of = run_as_of
 
     return Billed(
-        recs.view(BILL_DTYPE), perm, where, call_lo, ledger=_ledger_table(plan, cfg, calls.usage_id, led),
+        recs.view(BILL_DTYPE), perm, where, call_lo,
+        ledger=_ledger_table(plan, cfg, calls.usage_id, led),
         notifications=_notes_table(plan, notes), pools=_pools_table(state, flushed, pool_keys),
         as_of=run_as_of)
 
