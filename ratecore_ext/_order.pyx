@@ -62,14 +62,9 @@ cdef int by_start(const void* a, const void* b) noexcept nogil:
 
 cdef int sort_slice(CallRec* seg, int64_t m, uint64_t* keys, uint64_t* tmp,
                     CallRec* spare) noexcept nogil:
-    """Sort `m` records by (start, idx); `keys`, `tmp`, `spare` hold m items."""
+    """Sort `m` records by (start, idx) in place; `spare` holds m records,
+    `keys` and `tmp` min(m, IN_CACHE)."""
     cdef int64_t j, lo_t = seg[0].start, hi_t = seg[0].start
-    cdef int ib, tb, shift, d
-    cdef int64_t[DIGITS] count
-    cdef uint64_t* src
-    cdef uint64_t* dst
-    cdef uint64_t* swap
-    cdef int64_t total, c
     for j in range(1, m):
         if seg[j].start < seg[j - 1].start:
             break
@@ -80,50 +75,67 @@ cdef int sort_slice(CallRec* seg, int64_t m, uint64_t* keys, uint64_t* tmp,
             lo_t = seg[j].start
         if seg[j].start > hi_t:
             hi_t = seg[j].start
-    tb = bit_length(<uint64_t>(hi_t - lo_t))
     if m > IN_CACHE:
-        return split_slice(seg, m, lo_t, tb, keys, tmp, spare)
-    ib = bit_length(<uint64_t>(m - 1))
+        return split_slice(seg, m, lo_t, bit_length(<uint64_t>(hi_t - lo_t)), keys, tmp, spare)
+    sort_into(seg, m, lo_t, hi_t, spare, keys, tmp)
+    memcpy(seg, spare, m * sizeof(CallRec))
+    return 0
+
+
+cdef void sort_into(const CallRec* src, int64_t m, int64_t lo_t, int64_t hi_t, CallRec* dst,
+                    uint64_t* keys, uint64_t* tmp) noexcept nogil:
+    """dst = the `m` (<= IN_CACHE) records of src sorted by (start, idx);
+    their starts lie in [lo_t, hi_t]. An LSD radix sort of packed (start -
+    lo_t, position) keys, over the time digits that differ only."""
+    cdef int64_t j, total, c
+    cdef int tb = bit_length(<uint64_t>(hi_t - lo_t)), ib = bit_length(<uint64_t>(m - 1))
+    cdef int shift, d
+    cdef int64_t[DIGITS] count
+    cdef uint64_t* a
+    cdef uint64_t* b
+    cdef uint64_t* swap
     if ib + tb > 64:
-        qsort(seg, m, sizeof(CallRec), by_start)
-        return 0
+        memcpy(dst, src, m * sizeof(CallRec))
+        qsort(dst, m, sizeof(CallRec), by_start)
+        return
     for j in range(m):
-        keys[j] = (<uint64_t>(seg[j].start - lo_t) << ib) | <uint64_t>j
+        keys[j] = (<uint64_t>(src[j].start - lo_t) << ib) | <uint64_t>j
     # the index bits are already in order and the sort is stable: sort the time bits only
-    src, dst = keys, tmp
+    a, b = keys, tmp
     shift = ib
     while shift < ib + tb:
         memset(count, 0, sizeof(count))
         for j in range(m):
-            count[(src[j] >> shift) & (DIGITS - 1)] += 1
-        if count[(src[0] >> shift) & (DIGITS - 1)] != m:
+            count[(a[j] >> shift) & (DIGITS - 1)] += 1
+        if count[(a[0] >> shift) & (DIGITS - 1)] != m:
             total = 0
             for d in range(DIGITS):
                 c = count[d]
                 count[d] = total
                 total += c
             for j in range(m):
-                d = (src[j] >> shift) & (DIGITS - 1)
-                dst[count[d]] = src[j]
+                d = (a[j] >> shift) & (DIGITS - 1)
+                b[count[d]] = a[j]
                 count[d] += 1
-            swap = src
-            src = dst
-            dst = swap
+            swap = a
+            a = b
+            b = swap
         shift += DIGIT_BITS
     cdef uint64_t mask = ((<uint64_t>1) << ib) - 1 if ib < 64 else <uint64_t>(-1)
     for j in range(m):
-        spare[j] = seg[src[j] & mask]
-    memcpy(seg, spare, m * sizeof(CallRec))
-    return 0
+        dst[j] = src[a[j] & mask]
 
 
 cdef int split_slice(CallRec* seg, int64_t m, int64_t lo_t, int tb, uint64_t* keys,
                      uint64_t* tmp, CallRec* spare) noexcept nogil:
-    """Stable MSD step: move records into TOP buckets by their top time bits,
-    then sort each bucket."""
+    """Stable MSD step: move records into `spare` in TOP buckets by their
+    top time bits, then sort each bucket from there back into `seg` (a
+    bucket still too big goes back as it is, split again with its own
+    part of `spare`, now free, as scratch)."""
     cdef int shift = tb - TOP_BITS if tb > TOP_BITS else 0
     cdef int64_t[TOP + 1] at
-    cdef int64_t j, d, total = 0, c
+    cdef int64_t j, d, c, lo_d, hi_d
+    cdef bint ordered
     memset(at, 0, sizeof(at))
     for j in range(m):
         at[((seg[j].start - lo_t) >> shift) + 1] += 1
@@ -135,11 +147,27 @@ cdef int split_slice(CallRec* seg, int64_t m, int64_t lo_t, int tb, uint64_t* ke
         d = (seg[j].start - lo_t) >> shift
         spare[at[d]] = seg[j]
         at[d] += 1
-    memcpy(seg, spare, m * sizeof(CallRec))
     for d in range(TOP):
         c = begin[d + 1] - begin[d]
-        if c > 1:
-            sort_slice(seg + begin[d], c, keys, tmp, spare)
+        if c == 0:
+            continue
+        if c > IN_CACHE:
+            memcpy(seg + begin[d], spare + begin[d], c * sizeof(CallRec))
+            sort_slice(seg + begin[d], c, keys, tmp, spare + begin[d])
+            continue
+        ordered = True
+        lo_d = hi_d = spare[begin[d]].start
+        for j in range(begin[d] + 1, begin[d + 1]):
+            if spare[j].start < spare[j - 1].start:
+                ordered = False
+            if spare[j].start < lo_d:
+                lo_d = spare[j].start
+            if spare[j].start > hi_d:
+                hi_d = spare[j].start
+        if ordered:
+            memcpy(seg + begin[d], spare + begin[d], c * sizeof(CallRec))
+        else:
+            sort_into(spare + begin[d], c, lo_d, hi_d, seg + begin[d], keys, tmp)
     return 0
 
 
@@ -279,9 +307,12 @@ def sort_tenants(uint8_t[::1] recs_out, const int64_t[::1] offsets, int64_t lo, 
     cdef int64_t* grown
     cdef int64_t n_ties = 0, cap_ties = 0
     cdef bint failed = False
-    # scratch for the biggest slice, from numpy (huge pages: fewer page faults)
-    cdef uint64_t[::1] keys = np.empty(biggest + 1, np.uint64)
-    cdef uint64_t[::1] tmp = np.empty(biggest + 1, np.uint64)
+    # scratch for the biggest slice, from numpy (huge pages: fewer page faults);
+    # keys only ever hold a slice radix-sorted whole (a bigger one is split),
+    # and fresh pages cost: this machine's first touch of a page is ~0.5 GB/s
+    cdef int64_t n_keys = biggest if biggest < IN_CACHE else IN_CACHE
+    cdef uint64_t[::1] keys = np.empty(n_keys + 1, np.uint64)
+    cdef uint64_t[::1] tmp = np.empty(n_keys + 1, np.uint64)
     cdef uint8_t[::1] spare = np.empty((biggest + 1) * sizeof(CallRec), np.uint8)
     try:
         with nogil:

@@ -89,6 +89,22 @@ def test_a_tenant_bigger_than_the_cache_is_split_first(span):
     _check(cols, 2)
 
 
+@pytest.mark.parametrize("shape", ["crowded", "nearly_sorted"])
+def test_split_buckets_too_big_or_already_in_order(shape):
+    # crowded: nearly all of a big tenant's calls in one of the split's time
+    # buckets, which is split again; nearly_sorted: most buckets come out of
+    # the split in order and are copied back without a sort
+    big = 3 * in_cache_records()
+    rng = np.random.default_rng(11)
+    cols = _columns(rng, big, 1, 10**6)
+    if shape == "crowded":
+        cols["start"][:8] = BASE + 2**40 + np.arange(8)   # far out: a wide, sparse range
+    else:
+        cols["start"] = np.sort(cols["start"])
+        cols["start"][[0, -1]] = cols["start"][[-1, 0]]
+    _check(cols, 1)
+
+
 def test_equal_starts_are_ordered_by_usage_id():
     n = 6
     calls = billing.Calls(
