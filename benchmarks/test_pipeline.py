@@ -30,29 +30,31 @@ def config(sample):
 def pipeline(cfg, plan, cdrs: pa.Table, threads: int = 1) -> dict[str, int]:
     """Price and bill `cdrs`; total credit charge per currency (micro-units).
 
-    As a run does: tenants and payers are looked up over the whole column,
-    then each batch is priced into reused buffers and its calls moved
-    straight into their tenants' records (no priced column of the whole run
-    is kept)."""
+    As a run does: batch by batch, tenants and payers are looked up and the
+    batch is priced into reused buffers, its calls moved straight into their
+    tenants' records. No column of the whole run is built (a run counts its
+    calls per tenant first; here a pass over the batches' tenants does)."""
     n_t = len(plan.tenant_ids)
-    tenant = cfg.tenants.lookup(cdrs.column("tenant_id")).astype(np.int32)
-    payer = plan.payers(tenant, cdrs.column("user_id"))
-    groups = billing.CallGroups(np.bincount(tenant, minlength=n_t))
+    batches = cdrs.to_batches(max_chunksize=BATCH)
+    counts = np.zeros(n_t, np.int64)
+    for b in batches:
+        counts += np.bincount(cfg.tenants.lookup(b.column("tenant_id")), minlength=n_t)
+    groups = billing.CallGroups(counts)
     out = pricing.allocate(BATCH, charge=False)   # billing prices the credit part
     dropped = []
     at = 0
-    for b in cdrs.to_batches(max_chunksize=BATCH):
-        lo, hi = at, at + b.num_rows
-        at = hi
-        t = tenant[lo:hi]
+    for b in batches:
+        lo = at
+        at += b.num_rows
+        t = cfg.tenants.lookup(b.column("tenant_id"))
         p = pricing.price(
             cfg.book, call_type=pricing.call_type_codes(b.column("call_type")),
             tollfree=pricing.tollfree_flags(b.column("number_type")),
             deck=cfg.tenants.deck_index[t], caller=b.column("caller_number"),
             callee=b.column("callee_number"), start=b.column("start_time"),
             duration=b.column("duration_seconds"), threads=threads, out=out, charge=False)
-        cols = (t, pricing.int64_values(b.column("start_time")), payer[lo:hi], p.row,
-                p.billable, p.service, p.status)
+        cols = (t, pricing.int64_values(b.column("start_time")),
+                plan.payers(t, b.column("user_id")), p.row, p.billable, p.service, p.status)
         ok = p.status >= 0
         if not ok.all():     # kernel rejects (bad numbers): rare, so filter only then
             cols = tuple(c[ok] for c in cols)

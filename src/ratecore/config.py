@@ -325,9 +325,9 @@ class Tenants:
     card_valid_until: np.ndarray  # int64 µs, INT64_MIN when empty
 
     def lookup(self, tenant_id: pa.Array) -> np.ndarray:
-        """Row in `ids` of each tenant id; -1 where unknown."""
+        """int32 row in `ids` of each tenant id; -1 where unknown."""
         return fields.by_value(tenant_id, lambda a: np.asarray(
-            pc.index_in(a, self.ids).fill_null(-1)).astype(np.int64), np.int64(-1))
+            pc.index_in(a, self.ids).fill_null(-1)).astype(np.int32), np.int32(-1))
 
 
 def _amount(ck: fields.CellChecker, column: str, *, positive: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -174,8 +174,10 @@ def by_value(arr, fn, null_value) -> np.ndarray:
         arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
     if pa.types.is_dictionary(arr.type):
         values = np.append(fn(arr.dictionary.cast(pa.string())), null_value)
-        idx = np.asarray(arr.indices.fill_null(len(arr.dictionary)))
-        return values[idx]
+        indices = arr.indices
+        if indices.null_count:
+            indices = indices.fill_null(len(arr.dictionary))
+        return values[np.asarray(indices)]     # the codes as they are: no copy
     return fn(arr)
 
 

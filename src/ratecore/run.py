@@ -455,7 +455,7 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, history, strict, as
                     batch.raw.filter(pa.array(bad)), batch.reason[bad], batch.message[bad]))
             idx = np.flatnonzero(ok)
             accepted = batch.cdrs.filter(pa.array(ok))
-            tenant = tenant_row[idx].astype(np.int32)
+            tenant = tenant_row[idx]
             spilled = {"_tenant": tenant, "_payer": plan.payers(tenant, accepted.column("user_id")),
                        **{f"_{k}": getattr(priced, k)[idx] for k in _PRICED},
                        "_src_row": rows[idx]}
