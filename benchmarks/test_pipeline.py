@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from conftest import record
 
@@ -33,12 +34,15 @@ def pipeline(cfg, plan, cdrs: pa.Table, threads: int = 1) -> dict[str, int]:
     As a run does: batch by batch, tenants and payers are looked up and the
     batch is priced into reused buffers, its calls moved straight into their
     tenants' records. No column of the whole run is built (a run counts its
-    calls per tenant first; here a pass over the batches' tenants does)."""
+    calls per tenant and time bucket first; here a pass over the batches'
+    tenants and starts does)."""
     n_t = len(plan.tenant_ids)
     batches = cdrs.to_batches(max_chunksize=BATCH)
-    counts = np.zeros(n_t, np.int64)
+    span = pc.min_max(cdrs.column("start_time"))
+    counts = billing.TimeCounts(n_t, span["min"].value, span["max"].value)
     for b in batches:
-        counts += np.bincount(cfg.tenants.lookup(b.column("tenant_id")), minlength=n_t)
+        counts.add(cfg.tenants.lookup(b.column("tenant_id")),
+                   pricing.int64_values(b.column("start_time")))
     groups = billing.CallGroups(counts)
     out = pricing.allocate(BATCH, charge=False)   # billing prices the credit part
     dropped = []

@@ -238,3 +238,68 @@ def test_groups_without_tenants_refuse_any_call():
     empty.usage_id = pa.array([], pa.string())
     recs, offsets, where = empty.finish()
     assert len(recs) == len(where) == 0 and offsets.tolist() == [0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 1500), n_t=st.integers(1, 5), seed=st.integers(0, 2**32 - 1),
+       span=st.sampled_from([1, 300, 10**6, 2**62]), cell=st.integers(1, 80),
+       cuts=st.lists(st.integers(0, 1500), max_size=4), drop=st.floats(0, 0.3))
+def test_time_cells_sort_like_lexsort(n, n_t, seed, span, cell, cuts, drop):
+    """Counted per tenant and time bucket, a tenant's calls are cut into
+    cells of about `cell` calls, filled and sorted apart: each tenant's
+    records still come out in (start, usage_id) order, rows dropped after
+    counting included, and where[call] is its grouped position."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(billing.CallGroups, "CELL", cell)
+        _check_time_cells(n, n_t, seed, span, cuts, drop)
+
+
+def _check_time_cells(n, n_t, seed, span, cuts, drop):
+    rng = np.random.default_rng(seed)
+    cols = _columns(rng, n, n_t, span)
+    ids = np.array([f"u{i:05d}" for i in rng.permutation(n)])
+    kept = rng.random(n) >= drop
+    lo, hi = (int(cols["start"].min()), int(cols["start"].max())) if n else (0, 0)
+    counts = billing.TimeCounts(n_t, lo, hi)
+    counts.add(cols["tenant"], cols["start"])
+    assert counts.counts.sum() == n
+    groups = billing.CallGroups(counts)
+    for a, b in itertools.pairwise(sorted({0, n, *(min(c, n) for c in cuts)})):
+        _add(groups, cols, np.arange(a, b)[kept[a:b]])
+    groups.usage_id = pa.array(ids[kept])
+    recs, offsets, where = groups.finish()
+    k = {name: v[kept] for name, v in cols.items()}
+    order = np.lexsort((ids[kept], k["start"], k["tenant"]))
+    assert recs["idx"].tolist() == order.tolist()
+    for name in ("start", "payer", "row", "billable", "service", "status"):
+        assert np.array_equal(recs[name], k[name][order]), name
+    assert offsets.tolist() == np.searchsorted(k["tenant"][order], np.arange(n_t + 1)).tolist()
+    assert np.array_equal(where[recs["idx"]], recs["grouped"])
+    assert sorted(recs["grouped"].tolist()) == list(range(len(recs)))
+
+
+def test_time_cells_cut_big_tenants_only(monkeypatch):
+    monkeypatch.setattr(billing.CallGroups, "CELL", 100)
+    counts = billing.TimeCounts(2, 0, 10**6)
+    start = np.arange(0, 10**6, 1000, dtype=np.int64)           # 1000 calls over the span
+    counts.add(np.zeros(len(start), np.int32), start)
+    counts.add(np.ones(50, np.int32), start[:50])
+    groups = billing.CallGroups(counts)
+    cells = np.diff(groups.cells)
+    assert len(cells) == 11 and cells[-1] == 50 and cells[:-1].sum() == 1000
+    assert cells[:-1].max() <= 100 + counts.counts[0].max()
+
+
+def test_time_counts_and_cells_refuse_calls_outside_them():
+    counts = billing.TimeCounts(2, 1000, 5000)
+    with pytest.raises(ValueError, match="start 999 outside the span"):
+        counts.add(np.array([0, 1], np.int32), np.array([1000, 999], np.int64))
+    with pytest.raises(ValueError, match="tenant row 2 out of range"):
+        counts.add(np.array([2], np.int32), np.array([1000], np.int64))
+    counts = billing.TimeCounts(2, 1000, 5000)
+    counts.add(np.array([0, 1], np.int32), np.array([1000, 5000], np.int64))
+    groups = billing.CallGroups(counts)
+    cols = _columns(np.random.default_rng(2), 1, 1, 1)
+    cols["start"][:] = 5000 + (1 << counts.shift) * counts.BUCKETS
+    with pytest.raises(ValueError, match="outside the counted span"):
+        _add(groups, cols, np.arange(1))

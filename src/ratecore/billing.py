@@ -27,7 +27,13 @@ import pyarrow.compute as pc
 
 from ratecore import fields
 from ratecore._billing import Pass, charges_by_tenant, payers_of, unpack
-from ratecore._order import scatter_batch, sort_tenants, take_strings
+from ratecore._order import (
+    in_cache_records,
+    scatter_batch,
+    sort_tenants,
+    take_strings,
+    time_histogram,
+)
 
 INT64_MIN = np.iinfo(np.int64).min
 INT64_MAX = np.iinfo(np.int64).max
@@ -487,24 +493,69 @@ def _run_range(ins, kstate, perm, lo: int, hi: int):
             SimpleNamespace(**{k: v[:fn] for k, v in vars(flushed).items()}))
 
 
+class TimeCounts:
+    """A run's calls per tenant and time bucket, counted batch by batch
+    before they are grouped: :class:`CallGroups` cuts big tenants' slices
+    into cells of consecutive buckets, each sorted in cache, instead of
+    splitting them by time after the fact (a pass over their records and a
+    spare copy of the biggest: 172 MB of fresh memory on the 20M sample).
+
+    [lo, hi] holds every start; a call's bucket is (start - lo) >> shift.
+    """
+
+    BUCKETS = 256
+
+    def __init__(self, n_tenants: int, lo: int, hi: int):
+        self.lo = int(lo)
+        span = max(int(hi) - self.lo, 0)
+        self.shift = max(0, span.bit_length() - (self.BUCKETS.bit_length() - 1))
+        self.counts = np.zeros((n_tenants, self.BUCKETS), np.int64)
+
+    def add(self, tenant, start) -> None:
+        """Count one batch's calls (tenant rows, start instants)."""
+        time_histogram(np.ascontiguousarray(tenant, np.int32),
+                       np.ascontiguousarray(start, np.int64), self.lo, self.shift, self.counts)
+
+
 class CallGroups:
     """One run's priced calls moved into per-tenant slices of 32-byte
     records as they come, batch by batch, so the run's columns never have
     to exist whole (a 20M-call run saves 30 bytes a call of fresh memory and
     a pass over it). :func:`bill` takes it in place of :class:`Calls`.
 
-    `counts` is each tenant's number of calls, or more (rows a batch drops
-    leave a gap that :meth:`finish` closes). Calls are numbered in the order
-    added; `usage_id` (set before billing) holds their ids in that order.
+    `counts` is each tenant's number of calls, or a :class:`TimeCounts`;
+    counts may be more than the calls added (rows a batch drops leave a gap
+    that :meth:`finish` closes). With time counts, a tenant's slice is made
+    of cells (runs of its time buckets of about CELL calls) that are filled
+    and sorted apart. Calls are numbered in the order added; `usage_id`
+    (set before billing) holds their ids in that order.
     """
 
-    def __init__(self, counts: np.ndarray):
-        counts = np.asarray(counts, np.int64)
-        self.offsets = np.zeros(len(counts) + 1, np.int64)
-        np.cumsum(counts, out=self.offsets[1:])
-        self.cursor = self.offsets[:-1].copy()
-        self.recs = np.empty(int(self.offsets[-1]), CALL_DTYPE)
-        self.where = np.empty(int(self.offsets[-1]), np.int32)   # each call's record
+    #: calls a cell is cut at: half of what the sort takes in cache at once
+    CELL = in_cache_records() // 2
+
+    def __init__(self, counts):
+        if isinstance(counts, TimeCounts):
+            per_bucket, self.lo, self.shift = counts.counts, counts.lo, counts.shift
+        else:
+            per_bucket, self.lo, self.shift = np.asarray(counts, np.int64)[:, None], 0, 0
+        self.n_tenants, n_b = per_bucket.shape
+        self.n_b = n_b
+        # a bucket starts a new cell of its tenant when the calls before it
+        # reach another multiple of CELL; empty buckets start none
+        at = np.zeros(per_bucket.size + 1, np.int64)
+        np.cumsum(per_bucket.ravel(), out=at[1:])
+        before = at[:-1].reshape(self.n_tenants, n_b) - at[:-1:n_b][:, None]
+        some = per_bucket > 0
+        local = np.maximum.accumulate(np.where(some, before // max(1, self.CELL), -1), axis=1)
+        new = np.ones(per_bucket.shape, bool)
+        new[:, 1:] = some[:, 1:] & (local[:, :-1] >= 0) & (local[:, 1:] != local[:, :-1])
+        new = new.ravel()
+        self.cell_of = (np.cumsum(new) - 1).astype(np.int32)
+        self.cells = np.append(at[:-1][new], at[-1])       # where each cell begins
+        self.cursor = self.cells[:-1].copy()
+        self.recs = np.empty(int(at[-1]), CALL_DTYPE)
+        self.where = np.empty(int(at[-1]), np.int32)   # each call's record
         self.n = 0
         self.last_start: int | None = None
         self.usage_id = None
@@ -514,13 +565,15 @@ class CallGroups:
 
     def add(self, tenant, start, payer, row, billable, service, status) -> None:
         """The next calls, in order (columns of one batch). A tenant row out
-        of range, or more calls of a tenant than counted, is refused; the
-        groups are not to be used after that."""
+        of range, a start outside the time counts' span or more calls of a
+        tenant than counted is refused; the groups are not to be used after
+        that."""
         c = np.ascontiguousarray
         start = c(start, np.int64)
         scatter_batch(c(tenant, np.int32), start, c(payer, np.int32), c(row, np.int32),
                       c(billable, np.int32), c(service, np.int8), c(status, np.int8), self.n,
-                      self.recs.view(np.uint8), self.cursor, self.offsets[1:], self.where)
+                      self.recs.view(np.uint8), self.cursor, self.cells[1:], self.where,
+                      self.cell_of, self.lo, self.shift, self.n_b)
         self.n += len(start)
         if len(start):
             top = int(start.max())
@@ -529,38 +582,42 @@ class CallGroups:
     def finish(self, threads: int = 1):
         """(records, offsets, where): each tenant's calls in (start,
         usage_id) order, where each tenant's begin, and where each call was
-        before the sort (its ``grouped`` position). The tenants' slices are
-        sorted on `threads` threads."""
+        before the sort (its ``grouped`` position). The cells are sorted on
+        `threads` threads."""
         if self.usage_id is None or len(self.usage_id) != self.n:
             raise ValueError(f"CallGroups: usage_id must name the {self.n:,} calls added")
-        recs, offsets, n_t = self.recs, self.offsets, len(self.cursor)
+        recs, cells = self.recs, self.cells
         where = self.where[:self.n]
-        if self.n != len(recs):   # rows dropped: close the gaps, tenant by tenant
+        if self.n != len(recs):   # rows dropped: close the gaps, cell by cell
             keep = np.zeros(len(recs), bool)
-            for t in np.flatnonzero(self.cursor > offsets[:-1]).tolist():
-                keep[offsets[t]:self.cursor[t]] = True
+            for k in np.flatnonzero(self.cursor > cells[:-1]).tolist():
+                keep[cells[k]:self.cursor[k]] = True
             moved = (np.cumsum(keep) - 1).astype(np.int32)
             recs = recs[keep]
             recs["grouped"] = np.arange(len(recs), dtype=np.int32)
             where = moved[where]
-            offsets = np.zeros(n_t + 1, np.int64)
-            np.cumsum(self.cursor - self.offsets[:-1], out=offsets[1:])
+            cells = np.zeros(len(self.cells), np.int64)
+            np.cumsum(self.cursor - self.cells[:-1], out=cells[1:])
+        n_c = len(cells) - 1
         raw = recs.view(np.uint8)
-        ranges = _tenant_ranges(offsets, np.zeros(n_t + 1, np.int64), threads)
+        ranges = _tenant_ranges(cells, np.zeros(n_c + 1, np.int64), threads)
         if len(ranges) == 1:
-            ties = sort_tenants(raw, offsets, 0, n_t)
+            ties = sort_tenants(raw, cells, 0, n_c)
         else:
             with ThreadPoolExecutor(len(ranges), thread_name_prefix="ratecore-group") as ex:
-                ties = np.concatenate(list(ex.map(lambda r: sort_tenants(raw, offsets, *r),
+                ties = np.concatenate(list(ex.map(lambda r: sort_tenants(raw, cells, *r),
                                                   ranges)))
         if len(ties):
-            # runs of equal starts within a tenant: order each by usage_id, all at once
+            # runs of equal starts within a cell (equal starts share a
+            # bucket): order each by usage_id, all at once
             pos = np.union1d(ties, ties - 1)
             run = np.cumsum(~np.isin(pos, ties)) - 1
             uid = pc.take(self.usage_id, pa.array(recs["idx"][pos]))
             perm = pc.sort_indices(pa.table({"run": run, "uid": uid}),
                                    sort_keys=[("run", "ascending"), ("uid", "ascending")])
             recs[pos] = recs[pos][np.asarray(perm)]
+        # each tenant begins with the cell of its first bucket
+        offsets = np.append(cells[self.cell_of[::self.n_b]], cells[-1])
         return recs, offsets, where
 
 
@@ -570,7 +627,11 @@ def _grouped(calls: Calls, payer: np.ndarray, n_t: int) -> CallGroups:
     if len(tenant) and (tenant.min() < 0 or tenant.max() >= n_t):
         bad = int(tenant.min()) if tenant.min() < 0 else int(tenant.max())
         raise ValueError(f"group_calls: tenant row {bad} out of range")
-    g = CallGroups(np.bincount(tenant, minlength=n_t))
+    start = np.ascontiguousarray(calls.start, np.int64)
+    counts = TimeCounts(n_t, int(start.min()) if len(start) else 0,
+                        int(start.max()) if len(start) else 0)
+    counts.add(tenant, start)
+    g = CallGroups(counts)
     g.add(tenant, calls.start, payer, calls.row, calls.billable, calls.service, calls.status)
     g.usage_id = calls.usage_id
     return g
@@ -633,8 +694,8 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls | CallGroups, *,
         payer = calls.payer if calls.payer is not None else (
             plan.payers(calls.tenant, calls.user_id) if len(calls) else np.zeros(0, np.int32))
         calls = _grouped(calls, payer, n_t)
-    if len(calls.cursor) != n_t:
-        raise ValueError(f"billing: calls grouped for {len(calls.cursor)} tenants, not {n_t}")
+    if calls.n_tenants != n_t:
+        raise ValueError(f"billing: calls grouped for {calls.n_tenants} tenants, not {n_t}")
     run_as_of = end_of_run(state, calls.last_start, as_of)
 
     # kernel state in config order

@@ -570,7 +570,7 @@ def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, 
     """Bill the calls starting in [lo, hi) (None: unbounded) and stage their
     rated records, ledger entries and notifications as files named `tag`."""
     tables, picks, usage = [], [], []
-    counts = np.zeros(len(plan.tenant_ids), np.int64)
+    first = last = None
     for p in parts:
         t = p.table()          # memory-mapped: its pages are the spill file's
         tables.append(t)
@@ -583,8 +583,16 @@ def _bill_window(cfg, plan, state, parts, lo, hi, book, summary, staging: Path, 
             inside &= start < hi
         at = at[inside]
         picks.append(at)
-        counts += np.bincount(_values(t, "_tenant", at), minlength=len(counts))
+        if inside.any():
+            lo_s, hi_s = int(start[inside].min()), int(start[inside].max())
+            first = lo_s if first is None else min(first, lo_s)
+            last = hi_s if last is None else max(last, hi_s)
         usage.extend(t.column("usage_id").take(pa.array(at)).chunks)
+    # calls per tenant and time bucket: big tenants' calls go to cells that
+    # are each sorted in cache
+    counts = billing.TimeCounts(len(plan.tenant_ids), first or 0, last or 0)
+    for t, at in zip(tables, picks):
+        counts.add(_values(t, "_tenant", at), _starts(t)[at])
     # each part's calls go straight to their tenants' records: the window's
     # columns are never concatenated (the spilled ones have the kernel's
     # types). Tenant and start are taken from the mapped spill again rather
