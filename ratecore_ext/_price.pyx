@@ -135,6 +135,14 @@ cdef extern from *:
 
 cdef enum:
     LANES = 16    # CDRs in flight: their memory loads overlap
+    AHEAD_BLOCKS = 2
+
+
+cdef inline void prefetch_span(const uint8_t* lo, const uint8_t* hi) noexcept nogil:
+    while lo < hi:
+        rc_prefetch(lo)
+        lo += 64
+    rc_prefetch(hi - 1)
 
 
 def price_batch(book,
@@ -214,6 +222,15 @@ def price_batch(book,
     with nogil:
         blk = begin
         while blk < end:
+            # the number bytes of the CDRs AHEAD_BLOCKS blocks on (about 4
+            # cache lines per column): read only in part, the columns'
+            # streams are not always caught by the hardware prefetcher
+            i = blk + AHEAD_BLOCKS * LANES
+            if i + LANES < end:
+                prefetch_span(ce_data + ce_off[callee_base + i],
+                              ce_data + ce_off[callee_base + i + LANES])
+                prefetch_span(cr_data + cr_off[caller_base + i],
+                              cr_data + cr_off[caller_base + i + LANES])
             # 1. classify and parse; finish the CDRs that need no lookup
             nact = 0
             i = blk
