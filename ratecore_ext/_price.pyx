@@ -11,9 +11,11 @@
 # Why it is fast: strings are parsed in place (no Python objects, no copies);
 # the lookup is a 4-digit bucket plus a short binary search over ranges that
 # fit in L2, done for 16 CDRs in lockstep so their cache misses overlap
-# instead of queueing, with prefetches for the node and row each one needs
-# next; everything runs without the GIL on a [begin, end) slice so two
-# threads price two halves of a batch at once.
+# instead of queueing. Blocks of 16 go through three stages at once (parse
+# and search, resolve the version, price), so the node and deck row each CDR
+# needs are prefetched a block before they are read, and the number bytes
+# two blocks before; everything runs without the GIL on a [begin, end) slice
+# so two threads price two halves of a batch at once.
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
 from _tables cimport (Tables, RowTerms, Node, find_row, resolve, billable_seconds,
@@ -197,18 +199,22 @@ def price_batch(book,
     cdef const int32_t* ce_off = &callee_offsets[0]
     cdef const uint8_t* ce_data = &callee_data[0]
 
-    # per-lane state of the CDRs in flight
-    cdef Py_ssize_t idx[LANES]
-    cdef int64_t padded[LANES]
-    cdef int known[LANES]
+    # per-lane state of the CDRs in flight, for three blocks at once: block
+    # k is parsed and searched while k - 1 resolves its version and k - 2 is
+    # priced, so the node and the deck row each needs were prefetched one
+    # block earlier instead of just before their use
+    cdef Py_ssize_t idx[3][LANES]
+    cdef int64_t padded[3][LANES]
+    cdef int known[3][LANES]
+    cdef int32_t row[3][LANES]
+    cdef int8_t svc_l[3][LANES]
+    cdef int nact[3]
     cdef int32_t table[LANES]
     cdef int32_t lo[LANES]
     cdef int32_t cnt[LANES]
-    cdef int32_t row[LANES]
-    cdef int8_t svc_l[LANES]
 
     cdef Py_ssize_t blk, i, e
-    cdef int a, nact, rc, total, maxn, half
+    cdef int a, m, rc, total, maxn, half, s0, s1, s2, drain = 0, k = 0
     cdef int8_t ct, svc
     cdef int64_t value, d, b
     cdef int32_t r, node
@@ -219,99 +225,111 @@ def price_batch(book,
     for e in range(n_emergency):
         if emergency_len[e] > max_emergency:
             max_emergency = emergency_len[e]
+    nact[0] = nact[1] = nact[2] = 0
     with nogil:
         blk = begin
-        while blk < end:
-            # the number bytes of the CDRs AHEAD_BLOCKS blocks on (about 4
-            # cache lines per column): read only in part, the columns'
-            # streams are not always caught by the hardware prefetcher
-            i = blk + AHEAD_BLOCKS * LANES
-            if i + LANES < end:
-                prefetch_span(ce_data + ce_off[callee_base + i],
-                              ce_data + ce_off[callee_base + i + LANES])
-                prefetch_span(cr_data + cr_off[caller_base + i],
-                              cr_data + cr_off[caller_base + i + LANES])
-            # 1. classify and parse; finish the CDRs that need no lookup
-            nact = 0
-            i = blk
-            while i < end and i < blk + LANES:
-                ct = call_type[i]
-                svc = -1
-                rc = NUM_OK
-                if deck[i] < 0:
-                    svc = -2
-                elif ct <= CT_CONF_OUT:
-                    svc = SVC_CONFERENCE if ct == CT_CONF_OUT else SVC_OUTBOUND
-                    rc = string_number(ce_off, ce_data, ce_valid, callee_base, i,
-                                       &value, &known[nact], &total)
-                    if rc == NUM_OK and known[nact] == total and total <= max_emergency:
-                        for e in range(n_emergency):
-                            if emergency_value[e] == value and emergency_len[e] == total:
-                                svc = -1          # an emergency number: free
-                                break
-                elif CT_USER_IN <= ct <= CT_UCAP_IN and tollfree[i]:
-                    svc = SVC_TOLLFREE
-                    rc = string_number(cr_off, cr_data, cr_valid, caller_base, i,
-                                       &value, &known[nact], &total)
-                billable_out[i] = 0
-                if with_charge:
-                    charge_out[i] = 0
-                row_out[i] = -1
-                if svc == -2:
-                    status_out[i] = REJ_SKIPPED
-                    service_out[i] = -1
-                elif svc == -1:
-                    status_out[i] = ST_FREE
-                    service_out[i] = -1
-                elif rc != NUM_OK:
-                    status_out[i] = REJ_MISSING_NUMBER if rc == NUM_MISSING else REJ_BAD_NUMBER
-                    service_out[i] = svc
-                else:
-                    idx[nact] = i
-                    svc_l[nact] = svc
-                    padded[nact] = value * POW10[15 - known[nact]]
-                    table[nact] = deck[i] * N_SERVICES + svc
-                    nact += 1
-                i += 1
-            blk = i
+        while drain < 2:
+            s0 = k % 3            # this block
+            s1 = (k + 2) % 3      # the one before
+            s2 = (k + 1) % 3      # two before
+            k += 1
+            m = 0
+            if blk >= end:
+                drain += 1
+            else:
+                # the number bytes of the CDRs AHEAD_BLOCKS blocks on (about
+                # 4 cache lines per column): read only in part, the columns'
+                # streams are not always caught by the hardware prefetcher
+                i = blk + AHEAD_BLOCKS * LANES
+                if i + LANES < end:
+                    prefetch_span(ce_data + ce_off[callee_base + i],
+                                  ce_data + ce_off[callee_base + i + LANES])
+                    prefetch_span(cr_data + cr_off[caller_base + i],
+                                  cr_data + cr_off[caller_base + i + LANES])
+                # 1. classify and parse; finish the CDRs that need no lookup
+                i = blk
+                while i < end and i < blk + LANES:
+                    ct = call_type[i]
+                    svc = -1
+                    rc = NUM_OK
+                    if deck[i] < 0:
+                        svc = -2
+                    elif ct <= CT_CONF_OUT:
+                        svc = SVC_CONFERENCE if ct == CT_CONF_OUT else SVC_OUTBOUND
+                        rc = string_number(ce_off, ce_data, ce_valid, callee_base, i,
+                                           &value, &known[s0][m], &total)
+                        if rc == NUM_OK and known[s0][m] == total and total <= max_emergency:
+                            for e in range(n_emergency):
+                                if emergency_value[e] == value and emergency_len[e] == total:
+                                    svc = -1          # an emergency number: free
+                                    break
+                    elif CT_USER_IN <= ct <= CT_UCAP_IN and tollfree[i]:
+                        svc = SVC_TOLLFREE
+                        rc = string_number(cr_off, cr_data, cr_valid, caller_base, i,
+                                           &value, &known[s0][m], &total)
+                    billable_out[i] = 0
+                    if with_charge:
+                        charge_out[i] = 0
+                    row_out[i] = -1
+                    if svc == -2:
+                        status_out[i] = REJ_SKIPPED
+                        service_out[i] = -1
+                    elif svc == -1:
+                        status_out[i] = ST_FREE
+                        service_out[i] = -1
+                    elif rc != NUM_OK:
+                        status_out[i] = (REJ_MISSING_NUMBER if rc == NUM_MISSING
+                                         else REJ_BAD_NUMBER)
+                        service_out[i] = svc
+                    else:
+                        idx[s0][m] = i
+                        svc_l[s0][m] = svc
+                        padded[s0][m] = value * POW10[15 - known[s0][m]]
+                        table[m] = deck[i] * N_SERVICES + svc
+                        m += 1
+                    i += 1
+                blk = i
 
-            # 2. bucket, then binary searches in lockstep across the lanes
-            maxn = 1
-            for a in range(nact):
-                bucket = tb.bucket + table[a] * (N_BUCKETS + 1) + <int32_t>(padded[a] // RC_BUCKET_WIDTH)
-                lo[a] = bucket[0]
-                cnt[a] = bucket[1] + 1 - bucket[0]
-                if cnt[a] > maxn:
-                    maxn = cnt[a]
-            while maxn > 1:
-                for a in range(nact):
-                    half = cnt[a] >> 1
-                    if tb.range_start[lo[a] + half] <= padded[a]:
-                        lo[a] += half
-                    cnt[a] -= half
-                maxn -= maxn >> 1
-            for a in range(nact):
-                row[a] = tb.range_node[lo[a]]
-                if row[a] >= 0:
-                    rc_prefetch(tb.nodes + row[a])
+                # 2. bucket, then binary searches in lockstep across the lanes
+                maxn = 1
+                for a in range(m):
+                    bucket = (tb.bucket + table[a] * (N_BUCKETS + 1)
+                              + <int32_t>(padded[s0][a] // RC_BUCKET_WIDTH))
+                    lo[a] = bucket[0]
+                    cnt[a] = bucket[1] + 1 - bucket[0]
+                    if cnt[a] > maxn:
+                        maxn = cnt[a]
+                while maxn > 1:
+                    for a in range(m):
+                        half = cnt[a] >> 1
+                        if tb.range_start[lo[a] + half] <= padded[s0][a]:
+                            lo[a] += half
+                        cnt[a] -= half
+                    maxn -= maxn >> 1
+                for a in range(m):
+                    row[s0][a] = tb.range_node[lo[a]]
+                    if row[s0][a] >= 0:
+                        rc_prefetch(tb.nodes + row[s0][a])
+            nact[s0] = m
 
-            # 3. effective version, falling back to shorter prefixes
-            for a in range(nact):
-                i = idx[a]
-                r = resolve(&tb, row[a], known[a], start_us[i])
-                if r < 0 and svc_l[a] == SVC_CONFERENCE:
-                    r = find_row(&tb, deck[i] * N_SERVICES + SVC_OUTBOUND, padded[a],
-                                 known[a], start_us[i])
-                row[a] = r
+            # 3. the block before: effective version, falling back to
+            # shorter prefixes
+            for a in range(nact[s1]):
+                i = idx[s1][a]
+                r = resolve(&tb, row[s1][a], known[s1][a], start_us[i])
+                if r < 0 and svc_l[s1][a] == SVC_CONFERENCE:
+                    r = find_row(&tb, deck[i] * N_SERVICES + SVC_OUTBOUND, padded[s1][a],
+                                 known[s1][a], start_us[i])
+                row[s1][a] = r
                 if r >= 0:
                     rc_prefetch(tb.rows + r)
 
-            # 4. price
-            for a in range(nact):
-                i = idx[a]
-                r = row[a]
+            # 4. two blocks before: price
+            for a in range(nact[s2]):
+                i = idx[s2][a]
+                r = row[s2][a]
                 d = duration[i]
-                service_out[i] = svc_l[a]
+                service_out[i] = svc_l[s2][a]
                 row_out[i] = r
                 if d == 0:
                     status_out[i] = ST_ZERO_DURATION
@@ -327,3 +345,4 @@ def price_batch(book,
                         if with_charge:
                             charge_out[i] = price_seconds(terms, b)
                         status_out[i] = ST_CHARGED
+            nact[s2] = 0
