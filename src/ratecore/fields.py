@@ -177,7 +177,9 @@ def by_value(arr, fn, null_value) -> np.ndarray:
         indices = arr.indices
         if indices.null_count:
             indices = indices.fill_null(len(arr.dictionary))
-        return values[np.asarray(indices)]     # the codes as they are: no copy
+        # the codes as they are (no copy); all lie in [0, len(values)), and
+        # take with clip skips the index conversion fancy indexing makes
+        return values.take(np.asarray(indices), mode="clip")
     return fn(arr)
 
 

@@ -108,12 +108,12 @@ def _tollfree_flags(number_type: pa.Array) -> np.ndarray:
 
 def call_type_codes(call_type) -> np.ndarray:
     """Index into CALL_TYPES, -1 for unknown or missing."""
-    return fields.by_value(call_type, _call_type_codes, np.int8(-1)).astype(np.int8)
+    return fields.by_value(call_type, _call_type_codes, np.int8(-1)).astype(np.int8, copy=False)
 
 
 def tollfree_flags(number_type) -> np.ndarray:
     """1 where number_type is tollfree (any case), else 0."""
-    return fields.by_value(number_type, _tollfree_flags, np.uint8(0)).astype(np.uint8)
+    return fields.by_value(number_type, _tollfree_flags, np.uint8(0)).astype(np.uint8, copy=False)
 
 
 def price(book: RateBook, *, call_type: np.ndarray, tollfree: np.ndarray, deck: np.ndarray,

@@ -151,7 +151,9 @@ def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int):
     batch.reject(tenant_row < 0, "unknown_tenant",
                  lambda i: f"column 'tenant_id': unknown tenant {batch.raw.column('tenant_id')[i].as_py()!r}")
     ok = batch.reason == None
-    deck = np.where(ok, tenants.deck_index[np.where(tenant_row < 0, 0, tenant_row)], -1)
+    deck = np.full(len(ok), -1, np.int16)     # unknown tenants' rows are not ok
+    if len(tenants.deck_index):
+        deck = np.where(ok, tenants.deck_index.take(tenant_row, mode="clip"), deck)
     col = lambda name: cdrs.column(name).combine_chunks()
     priced = pricing.price(
         book, call_type=pricing.call_type_codes(col("call_type")),
