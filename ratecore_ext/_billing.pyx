@@ -37,7 +37,8 @@ cdef extern from *:
 
 cdef enum:
     RECHARGES_PER_INSTANT = 10
-    # calls ahead whose deck row and `perm` entry are prefetched
+    # calls ahead whose deck row (terms and country), license row and `perm`
+    # entry are prefetched (their payer range twice as far ahead)
     AHEAD = 8
     EV_FUND = 0
     EV_CARD = 1
@@ -645,6 +646,7 @@ cdef int64_t run_tenants(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nog
                     prefetch_write(c.perm + call[AHEAD].grouped, 1, 3)
                     if call[AHEAD].row >= 0:
                         prefetch(c.rows + call[AHEAD].row)
+                        prefetch(c.row_country + call[AHEAD].row)
                     # the payer's first license row; its range was fetched
                     # AHEAD calls ago
                     if call[AHEAD].payer >= 0:
