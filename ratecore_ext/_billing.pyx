@@ -264,6 +264,7 @@ cdef struct Ctx:
     # outputs per call: perm[grouped position] = position of its BillRec
     # (both within the tenant's slice: stores that stay in the cache)
     int32_t* perm
+    int64_t* t_charged                # each tenant's charge to credits this pass
     # growable outputs
     int64_t l_cap
     int64_t l_n
@@ -596,6 +597,7 @@ cdef int bill_call(Ctx* c, int32_t t, int64_t now, int32_t month,
     if pp and c.s_balance[t] > 0:
         if amount > 0:
             debit(c, t, now, amount, i)
+        c.t_charged[t] += amount
         o.status = S_PARTLY if pool >= 0 else S_CHARGED
         o.capability = CAP_CREDITS
         o.seconds = <int32_t>ch
@@ -775,6 +777,9 @@ cdef class Pass:
             raise ValueError("billing kernel: p_cp must have one entry per pool")
         c.p_cp = <int32_t*> _ptr(state.p_cp, I32, True)
         c.cap_month = <int32_t*> _ptr(state.cap_month, I32, True)
+        if len(state.charged) != len(state.balance):
+            raise ValueError("billing kernel: charged must have one entry per tenant")
+        c.t_charged = <int64_t*> _ptr(state.charged, I64, True)
         c.perm = <int32_t*> _ptr(perm, I32, True)
         c.l_n = c.n_n = c.f_n = 0
         c.l_cap = c.n_cap = c.f_cap = 0
@@ -918,32 +923,6 @@ def unpack(const uint8_t[::1] recs, const int32_t[::1] pos, int8_t[::1] domestic
             unbilled_amount[i] = b.amount if is_unbilled(st) else 0
     if bad >= 0:
         raise IndexError(f"unpack: position {pos[bad]} is outside the {n_recs} records")
-
-
-def charges_by_tenant(const uint8_t[::1] recs, const int64_t[::1] call_lo):
-    """Each tenant's charge to credits (micro-units), summed over its slice of
-    the billed records [call_lo[t], call_lo[t + 1])."""
-    cdef Py_ssize_t n_t = call_lo.shape[0] - 1, t
-    cdef int64_t k, n_recs = recs.shape[0] // sizeof(CallRec), total
-    cdef const CallRec* r = <const CallRec*> &recs[0] if recs.shape[0] else NULL
-    cdef const BillRec* b
-    cdef bint bad = False
-    out = np.zeros(max(n_t, 0), np.int64)
-    cdef int64_t[::1] o = out
-    with nogil:
-        for t in range(n_t):
-            if call_lo[t] < 0 or call_lo[t] > call_lo[t + 1] or call_lo[t + 1] > n_recs:
-                bad = True
-                break
-            total = 0
-            for k in range(call_lo[t], call_lo[t + 1]):
-                b = <const BillRec*> (r + k)
-                if is_charged(b.status):
-                    total += b.amount
-            o[t] = total
-    if bad:
-        raise ValueError("charges_by_tenant: call_lo is not a run of slices of the records")
-    return out
 
 
 # Pointers into numpy arrays: one helper that checks the dtype, that the
