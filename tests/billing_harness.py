@@ -103,7 +103,7 @@ def reference_events(cfg):
 def check_records(b: billing.Billed, tenant: np.ndarray, n_tenants: int) -> None:
     """The billed records read three ways agree: all columns at once, any
     stretch of calls on its own (as a run writes its parts), and each
-    tenant's charge summed from the records."""
+    tenant's charge as the pass added it up."""
     cols = b.columns()
     want = np.zeros(n_tenants, np.int64)
     np.add.at(want, tenant, cols["charge"])
