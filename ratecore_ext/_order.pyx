@@ -203,24 +203,27 @@ cdef inline int64_t bucket_of(int64_t start, int64_t lo, int shift, int64_t n_b)
 cdef int64_t scatter(const int32_t* tenant, const int64_t* start, const int32_t* payer,
                      const int32_t* row, const int32_t* billable, const int8_t* service,
                      const int8_t* status, int64_t n, int64_t first, int32_t n_tenants,
-                     const int32_t* cell_of, int64_t lo, int shift, int64_t n_b,
-                     CallRec* recs, int64_t* cursor, const int64_t* ends,
-                     int32_t* where) noexcept nogil:
+                     const int32_t* first_cell, const uint8_t* cell_shift, int64_t lo,
+                     int shift, int64_t n_b, CallRec* recs, int64_t* cursor,
+                     const int64_t* ends, int32_t* where) noexcept nogil:
     """Move calls [0, n) to their cells' cursors (call i's cell is
-    cell_of[tenant * n_b + time bucket]; it becomes record idx first + i,
-    and where[first + i] is the record's position); returns the first call
-    whose tenant or start is out of range or whose cell is full, else -1,
-    having moved the calls before it."""
-    cdef int64_t i, k, b
+    first_cell[tenant] + ((start - lo) >> cell_shift[tenant]); it becomes
+    record idx first + i, and where[first + i] is the record's position);
+    returns the first call whose tenant or start is out of range or whose
+    cell is full, else -1, having moved the calls before it."""
+    cdef int64_t i, k
     cdef int32_t t, c
     for i in range(n):
         t = tenant[i]
         if t < 0 or t >= n_tenants:
             return i
-        b = bucket_of(start[i], lo, shift, n_b)
-        if b < 0:
-            return i
-        c = cell_of[t * n_b + b]
+        if n_b == 1:
+            c = first_cell[t]
+        else:
+            if bucket_of(start[i], lo, shift, n_b) < 0:
+                return i
+            c = first_cell[t] + <int32_t>((<uint64_t>start[i] - <uint64_t>lo)
+                                         >> cell_shift[t])
         if cursor[c] >= ends[c]:
             return i
         k = cursor[c]
@@ -260,7 +263,8 @@ def scatter_calls(const int32_t[::1] tenant, const int64_t[::1] start,
             pos[t + 1] += pos[t]
     cursor = offsets_out[:n_tenants].copy()
     scatter_batch(tenant, start, payer, row, billable, service, status, 0, recs_out, cursor,
-                  offsets_out[1:], np.empty(n, np.int32), np.arange(n_tenants, dtype=np.int32))
+                  offsets_out[1:], np.empty(n, np.int32), np.arange(n_tenants, dtype=np.int32),
+                  np.zeros(n_tenants, np.uint8))
 
 
 def scatter_batch(const int32_t[::1] tenant, const int64_t[::1] start,
@@ -268,28 +272,32 @@ def scatter_batch(const int32_t[::1] tenant, const int64_t[::1] start,
                   const int32_t[::1] billable, const int8_t[::1] service,
                   const int8_t[::1] status, int64_t first, uint8_t[::1] recs_out,
                   int64_t[::1] cursor, const int64_t[::1] ends, int32_t[::1] where,
-                  const int32_t[::1] cell_of, int64_t lo=0, int shift=0, int64_t n_b=1):
+                  const int32_t[::1] first_cell, const uint8_t[::1] cell_shift,
+                  int64_t lo=0, int shift=0, int64_t n_b=1):
     """Move a batch of calls into their cells of `recs_out`, in order: call
-    i goes to record cursor[c] of its cell c = cell_of[tenant[i] * n_b +
-    ((start[i] - lo) >> shift)] (then advanced, never to ends[c]) as call
-    number first + i, and where[first + i] is set to that record's position.
-    A cell is a tenant's slice, or with time buckets (n_b > 1) a run of a
-    tenant's buckets. Batches added in input order give the counting sort
-    of :func:`scatter_calls` without its columns for the whole run existing
-    at once."""
-    cdef int64_t n = tenant.shape[0], bad, n_c = cursor.shape[0], n_t, b
+    i of tenant t goes to record cursor[c] of its cell c = first_cell[t] +
+    ((start[i] - lo) >> cell_shift[t]) (then advanced, never to ends[c]) as
+    call number first + i, and where[first + i] is set to that record's
+    position. A cell is a tenant's slice, or with n_b time buckets of
+    (start - lo) >> shift, 2**(cell_shift[t] - shift) consecutive buckets of
+    it. Batches added in input order give the counting sort of
+    :func:`scatter_calls` without its columns for the whole run existing at
+    once."""
+    cdef int64_t n = tenant.shape[0], bad, n_c = cursor.shape[0], n_t, b, t
     if (start.shape[0] != n or payer.shape[0] != n or row.shape[0] != n
             or billable.shape[0] != n or service.shape[0] != n or status.shape[0] != n):
         raise ValueError("group_calls: columns differ in length")
     if ends.shape[0] != n_c or n_c >= 2**31 or first < 0:
         raise ValueError("group_calls: cursor and ends differ in length")
-    if n_b < 1 or cell_of.shape[0] % n_b or not 0 <= shift < 64:
+    n_t = first_cell.shape[0]
+    if n_b < 1 or not 0 <= shift < 64 or cell_shift.shape[0] != n_t or n_t >= 2**31:
         raise ValueError("group_calls: bad time buckets")
-    n_t = cell_of.shape[0] // n_b
-    if n_t >= 2**31:
-        raise ValueError("group_calls: too many tenants")
-    for b in range(cell_of.shape[0]):
-        if not 0 <= cell_of[b] < n_c:
+    for t in range(n_t):
+        if n_b > 1 and not shift <= cell_shift[t] < 64:
+            raise ValueError("group_calls: bad time buckets")
+        # the tenant's last bucket's cell must be one of the cells
+        b = 0 if n_b == 1 else ((n_b - 1) << shift) >> cell_shift[t]
+        if not 0 <= first_cell[t] or first_cell[t] + b >= n_c:
             raise ValueError("group_calls: a bucket's cell is out of range")
     if recs_out.shape[0] // sizeof(CallRec) >= 2**31:
         raise ValueError("group_calls: at most 2**31 - 1 calls are grouped at once")
@@ -298,7 +306,7 @@ def scatter_batch(const int32_t[::1] tenant, const int64_t[::1] start,
     if first + n > where.shape[0]:
         raise ValueError(f"group_calls: more calls than counted ({first + n:,} of "
                          f"{where.shape[0]:,})")
-    cdef int64_t n_recs = recs_out.shape[0] // sizeof(CallRec), t
+    cdef int64_t n_recs = recs_out.shape[0] // sizeof(CallRec)
     for t in range(n_c):
         if not 0 <= cursor[t] <= ends[t] <= n_recs:
             raise ValueError("group_calls: a tenant's slice is outside the records")
@@ -306,8 +314,8 @@ def scatter_batch(const int32_t[::1] tenant, const int64_t[::1] start,
         return
     with nogil:
         bad = scatter(&tenant[0], &start[0], &payer[0], &row[0], &billable[0], &service[0],
-                      &status[0], n, first, <int32_t>n_t, &cell_of[0], lo, shift, n_b,
-                      <CallRec*> &recs_out[0], &cursor[0], &ends[0], &where[0])
+                      &status[0], n, first, <int32_t>n_t, &first_cell[0], &cell_shift[0], lo,
+                      shift, n_b, <CallRec*> &recs_out[0], &cursor[0], &ends[0], &where[0])
     if bad >= 0:
         t = tenant[bad]
         if t < 0 or t >= n_t:

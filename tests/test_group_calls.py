@@ -286,8 +286,12 @@ def test_time_cells_cut_big_tenants_only(monkeypatch):
     counts.add(np.ones(50, np.int32), start[:50])
     groups = billing.CallGroups(counts)
     cells = np.diff(groups.cells)
-    assert len(cells) == 11 and cells[-1] == 50 and cells[:-1].sum() == 1000
-    assert cells[:-1].max() <= 100 + counts.counts[0].max()
+    # tenant 0: runs of 2**k buckets, k as large as keeps each within 100
+    # calls (16 buckets of about 4 calls); tenant 1 fits in one cell
+    assert groups.first_cell.tolist() == [0, len(cells) - 1] and cells[-1] == 50
+    assert cells[:-1].sum() == 1000 and cells[:-1].max() <= 100
+    assert len(cells) - 1 == counts.BUCKETS >> (int(groups.cell_shift[0]) - counts.shift)
+    assert np.add.reduceat(counts.counts[0], np.arange(0, 256, 32)).max() > 100   # k=5: too big
 
 
 def test_time_counts_and_cells_refuse_calls_outside_them():

@@ -540,13 +540,13 @@ class CallGroups:
     `counts` is each tenant's number of calls, or a :class:`TimeCounts`;
     counts may be more than the calls added (rows a batch drops leave a gap
     that :meth:`finish` closes). With time counts, a tenant's slice is made
-    of cells (runs of its time buckets of about CELL calls) that are filled
+    of cells (runs of its time buckets of at most CELL calls) that are filled
     and sorted apart. Calls are numbered in the order added; `usage_id`
     (set before billing) holds their ids in that order.
     """
 
-    #: calls a cell is cut at: half of what the sort takes in cache at once
-    CELL = in_cache_records() // 2
+    #: most calls of a cell: what the sort takes in cache at once
+    CELL = in_cache_records()
 
     def __init__(self, counts):
         if isinstance(counts, TimeCounts):
@@ -555,21 +555,28 @@ class CallGroups:
             per_bucket, self.lo, self.shift = np.asarray(counts, np.int64)[:, None], 0, 0
         self.n_tenants, n_b = per_bucket.shape
         self.n_b = n_b
-        # a bucket starts a new cell of its tenant when the calls before it
-        # reach another multiple of CELL; empty buckets start none
-        at = np.zeros(per_bucket.size + 1, np.int64)
-        np.cumsum(per_bucket.ravel(), out=at[1:])
-        before = at[:-1].reshape(self.n_tenants, n_b) - at[:-1:n_b][:, None]
-        some = per_bucket > 0
-        local = np.maximum.accumulate(np.where(some, before // max(1, self.CELL), -1), axis=1)
-        new = np.ones(per_bucket.shape, bool)
-        new[:, 1:] = some[:, 1:] & (local[:, :-1] >= 0) & (local[:, 1:] != local[:, :-1])
-        new = new.ravel()
-        self.cell_of = (np.cumsum(new) - 1).astype(np.int32)
-        self.cells = np.append(at[:-1][new], at[-1])       # where each cell begins
+        # each tenant's cells are runs of 2**k of its buckets, k as large as
+        # keeps every cell within CELL calls (0 if one bucket alone is more):
+        # the scatter finds a call's cell from its tenant's first cell and a
+        # shift, with no table to look up
+        bits = np.zeros(self.n_tenants, np.int64)
+        groups = {}
+        for k in range(n_b.bit_length() - 1, -1, -1):
+            groups[k] = per_bucket.reshape(self.n_tenants, n_b >> k, 1 << k).sum(axis=2)
+            fits = (bits == 0) & (groups[k].max(axis=1, initial=0) <= self.CELL)
+            bits[fits & (k > 0)] = k
+        sizes = [groups[int(k)][t] for t, k in enumerate(bits.tolist())]
+        per_tenant = np.array([len(x) for x in sizes], np.int64)
+        self.first_cell = np.zeros(self.n_tenants, np.int32)
+        if self.n_tenants:
+            self.first_cell[1:] = np.cumsum(per_tenant)[:-1]
+        self.cell_shift = (self.shift + bits).astype(np.uint8)
+        self.cells = np.zeros(int(per_tenant.sum()) + 1, np.int64)
+        if len(self.cells) > 1:
+            np.cumsum(np.concatenate(sizes), out=self.cells[1:])
         self.cursor = self.cells[:-1].copy()
-        self.recs = np.empty(int(at[-1]), CALL_DTYPE)
-        self.where = np.empty(int(at[-1]), np.int32)   # each call's record
+        self.recs = np.empty(int(self.cells[-1]), CALL_DTYPE)
+        self.where = np.empty(int(self.cells[-1]), np.int32)   # each call's record
         self.n = 0
         self.last_start: int | None = None
         self.usage_id = None
@@ -587,7 +594,7 @@ class CallGroups:
         scatter_batch(c(tenant, np.int32), start, c(payer, np.int32), c(row, np.int32),
                       c(billable, np.int32), c(service, np.int8), c(status, np.int8), self.n,
                       self.recs.view(np.uint8), self.cursor, self.cells[1:], self.where,
-                      self.cell_of, self.lo, self.shift, self.n_b)
+                      self.first_cell, self.cell_shift, self.lo, self.shift, self.n_b)
         self.n += len(start)
         if len(start):
             top = int(start.max())
@@ -630,8 +637,7 @@ class CallGroups:
             perm = pc.sort_indices(pa.table({"run": run, "uid": uid}),
                                    sort_keys=[("run", "ascending"), ("uid", "ascending")])
             recs[pos] = recs[pos][np.asarray(perm)]
-        # each tenant begins with the cell of its first bucket
-        offsets = np.append(cells[self.cell_of[::self.n_b]], cells[-1])
+        offsets = np.append(cells[self.first_cell], cells[-1])   # where each tenant begins
         return recs, offsets, where
 
 
