@@ -294,6 +294,22 @@ def test_time_cells_cut_big_tenants_only(monkeypatch):
     assert np.add.reduceat(counts.counts[0], np.arange(0, 256, 32)).max() > 100   # k=5: too big
 
 
+def test_time_cells_over_the_whole_int64_range():
+    # a span of nearly 2**64 microseconds: shifts stay below 64
+    start = np.array([-2**63 + 1, 0, 2**63 - 1, 5, -7], np.int64)
+    counts = billing.TimeCounts(1, int(start.min()), int(start.max()))
+    counts.add(np.zeros(5, np.int32), start)
+    groups = billing.CallGroups(counts)          # 5 calls: one cell, but for the shift
+    assert groups.cell_shift.max() < 64
+    _add(groups, {"tenant": np.zeros(5, np.int32), "start": start,
+                  "payer": np.zeros(5, np.int32), "row": np.zeros(5, np.int32),
+                  "billable": np.zeros(5, np.int32), "service": np.zeros(5, np.int8),
+                  "status": np.zeros(5, np.int8)}, np.arange(5))
+    groups.usage_id = pa.array([f"u{i}" for i in range(5)])
+    recs, offsets, _ = groups.finish()
+    assert recs["start"].tolist() == sorted(start.tolist()) and offsets.tolist() == [0, 5]
+
+
 def test_time_counts_and_cells_refuse_calls_outside_them():
     counts = billing.TimeCounts(2, 1000, 5000)
     with pytest.raises(ValueError, match="start 999 outside the span"):

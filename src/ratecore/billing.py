@@ -561,7 +561,7 @@ class CallGroups:
         # shift, with no table to look up
         bits = np.zeros(self.n_tenants, np.int64)
         groups = {}
-        for k in range(n_b.bit_length() - 1, -1, -1):
+        for k in range(min(n_b.bit_length() - 1, 63 - self.shift), -1, -1):  # shifts < 64
             groups[k] = per_bucket.reshape(self.n_tenants, n_b >> k, 1 << k).sum(axis=2)
             fits = (bits == 0) & (groups[k].max(axis=1, initial=0) <= self.CELL)
             bits[fits & (k > 0)] = k
