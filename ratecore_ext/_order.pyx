@@ -2,9 +2,9 @@
 # 32-byte records (see _calls.pxd) in order of start time.
 #
 # A stable counting sort moves every call into its cell: its tenant's slice,
-# or with time buckets counted beforehand (ratecore.billing.TimeCounts) one
-# run of its tenant's buckets holding about 64k calls (one sequential read
-# of the priced columns, a few hundred write streams). Each cell is then
+# or with time buckets counted beforehand (ratecore.billing.TimeCounts) a
+# run of 2**k of its tenant's buckets holding at most IN_CACHE calls (one
+# sequential read of the priced columns, a few hundred write streams). Each cell is then
 # checked and, unless it is already in time order, sorted by an LSD radix
 # sort of packed (start - cell minimum, position in cell) keys: the cell
 # fits in the cache, the keys are 8 bytes, and only the digits that differ
@@ -63,21 +63,29 @@ cdef int by_start(const void* a, const void* b) noexcept nogil:
     return -1 if x.idx < y.idx else (1 if x.idx > y.idx else 0)
 
 
+cdef bint time_span(const CallRec* r, int64_t m, int64_t* lo_t, int64_t* hi_t) noexcept nogil:
+    """Whether the `m` (>= 1) records are in time order; their first and last
+    start in lo_t, hi_t."""
+    cdef int64_t j
+    cdef bint ordered = True
+    lo_t[0] = hi_t[0] = r[0].start
+    for j in range(1, m):
+        if r[j].start < r[j - 1].start:
+            ordered = False
+        if r[j].start < lo_t[0]:
+            lo_t[0] = r[j].start
+        if r[j].start > hi_t[0]:
+            hi_t[0] = r[j].start
+    return ordered
+
+
 cdef int sort_slice(CallRec* seg, int64_t m, uint64_t* keys, uint64_t* tmp,
                     CallRec* spare) noexcept nogil:
     """Sort `m` records by (start, idx) in place; `spare` holds m records,
     `keys` and `tmp` min(m, IN_CACHE)."""
-    cdef int64_t j, lo_t = seg[0].start, hi_t = seg[0].start
-    for j in range(1, m):
-        if seg[j].start < seg[j - 1].start:
-            break
-    else:
+    cdef int64_t lo_t, hi_t
+    if time_span(seg, m, &lo_t, &hi_t):
         return 0                            # already in time order
-    for j in range(m):
-        if seg[j].start < lo_t:
-            lo_t = seg[j].start
-        if seg[j].start > hi_t:
-            hi_t = seg[j].start
     if m > IN_CACHE:
         return split_slice(seg, m, lo_t, bit_length(<uint64_t>(hi_t - lo_t)), keys, tmp, spare)
     sort_into(seg, m, lo_t, hi_t, spare, keys, tmp)
@@ -138,7 +146,6 @@ cdef int split_slice(CallRec* seg, int64_t m, int64_t lo_t, int tb, uint64_t* ke
     cdef int shift = tb - TOP_BITS if tb > TOP_BITS else 0
     cdef int64_t[TOP + 1] at
     cdef int64_t j, d, c, lo_d, hi_d
-    cdef bint ordered
     memset(at, 0, sizeof(at))
     for j in range(m):
         at[((seg[j].start - lo_t) >> shift) + 1] += 1
@@ -158,16 +165,7 @@ cdef int split_slice(CallRec* seg, int64_t m, int64_t lo_t, int tb, uint64_t* ke
             memcpy(seg + begin[d], spare + begin[d], c * sizeof(CallRec))
             sort_slice(seg + begin[d], c, keys, tmp, spare + begin[d])
             continue
-        ordered = True
-        lo_d = hi_d = spare[begin[d]].start
-        for j in range(begin[d] + 1, begin[d + 1]):
-            if spare[j].start < spare[j - 1].start:
-                ordered = False
-            if spare[j].start < lo_d:
-                lo_d = spare[j].start
-            if spare[j].start > hi_d:
-                hi_d = spare[j].start
-        if ordered:
+        if time_span(spare + begin[d], c, &lo_d, &hi_d):
             memcpy(seg + begin[d], spare + begin[d], c * sizeof(CallRec))
         else:
             sort_into(spare + begin[d], c, lo_d, hi_d, seg + begin[d], keys, tmp)

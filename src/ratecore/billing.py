@@ -936,7 +936,6 @@ def _take(values, idx: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
 
 
 def _ledger_table(plan, cfg, usage_id, led) -> pa.Table:
-    kind = led.kind
     return pa.table({
         "tenant_id": pa.DictionaryArray.from_arrays(
             pa.array(led.tenant), pa.array(list(plan.tenant_ids) or [""], pa.string())),
@@ -946,8 +945,8 @@ def _ledger_table(plan, cfg, usage_id, led) -> pa.Table:
         "lot_id": pa.array(led.lot, mask=led.lot == 0),
         "amount": fields.words_to_decimal(led.amount),       # the kernel wrote them so
         "balance_after": fields.words_to_decimal(led.balance),
-        "reference": _take(cfg.funds.reference, led.ref, kind != 0),
-        "usage_id": _take(usage_id, led.ref, kind != 3)}, schema=LEDGER_SCHEMA)
+        "reference": _take(cfg.funds.reference, led.ref, led.kind != 0),
+        "usage_id": _take(usage_id, led.ref, led.kind != 3)}, schema=LEDGER_SCHEMA)
 
 
 def _notes_table(plan, notes) -> pa.Table:

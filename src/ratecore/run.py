@@ -157,7 +157,7 @@ def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int):
     col = lambda name: cdrs.column(name).combine_chunks()
     priced = pricing.price(
         book, call_type=pricing.call_type_codes(col("call_type")),
-        tollfree=pricing.tollfree_flags(col("number_type")), deck=deck.astype(np.int16),
+        tollfree=pricing.tollfree_flags(col("number_type")), deck=deck,
         caller=col("caller_number"), callee=col("callee_number"), start=col("start_time"),
         duration=col("duration_seconds"), threads=threads, charge=False)
     for code, reason in pricing.KERNEL_REJECTS.items():
