@@ -629,77 +629,102 @@ cdef int64_t run_tenants(Ctx* c, int64_t lo, int64_t hi, int* code) noexcept nog
     """Walk tenants [lo, hi) from where each stands; returns the tenant it
     stopped in (hi when done). A tenant's call at instant `now` comes after
     its fundings and card updates at or before `now`, and before the run's
-    end event at the same instant."""
-    cdef int64_t t, k, kh, e, eh, now, p0, ref
+    end event at the same instant.
+
+    The walk's own cursors and the tenant's point live in locals, stored
+    back wherever it stops: the kernel's int8 stores (statuses, kinds) may
+    alias anything, so the compiler reloads what it reads through `c` after
+    each of them."""
+    cdef int64_t t, k, kh, e, eh, now, p0, ref, point
     cdef int64_t m_lo = 0, m_hi = 0
     cdef int32_t month = 0
-    cdef const CallRec* call = NULL
+    cdef CallRec* calls = c.calls
+    cdef int32_t* perm = c.perm
+    cdef const PayerRange* payers = c.payers
+    cdef const LicRow* lic = c.lic
+    cdef const RowTerms* rows = c.rows
+    cdef const int32_t* row_country = c.row_country
+    cdef const int64_t* ev_time = c.ev_time
+    cdef const int8_t* ev_kind = c.ev_kind
+    cdef int32_t* lot_count = c.lot_count
+    cdef int32_t* lot_head = c.lot_head
+    cdef const int64_t* lot_base = c.lot_base
+    cdef const int64_t* lot_expires = c.lot_expires
+    cdef CallRec* call = NULL
     cdef BillRec billed
     cdef bint is_call
     cdef int8_t kind
     cdef int64_t room
+    cdef int32_t g
+    code[0] = DONE
     for t in range(lo, hi):
         k = c.cur_call[t]
         kh = c.call_lo[t + 1]
         e = c.cur_ev[t]
         eh = c.ev_lo[t + 1]
         p0 = c.point0[t]
+        point = c.s_point[t]
         while k < kh or e < eh:
             is_call = False
             if k < kh:
-                call = c.calls + k
+                call = calls + k
                 if k + AHEAD < kh:
-                    prefetch_write(c.perm + call[AHEAD].grouped, 1, 3)
+                    prefetch_write(perm + call[AHEAD].grouped, 1, 3)
                     # the payer's first license row (its range was fetched
                     # AHEAD calls ago), for calls that read them (bill_call)
                     if call[AHEAD].row >= 0:
-                        prefetch(c.rows + call[AHEAD].row)
-                        prefetch(c.row_country + call[AHEAD].row)
+                        prefetch(rows + call[AHEAD].row)
+                        prefetch(row_country + call[AHEAD].row)
                         if call[AHEAD].payer >= 0:
-                            prefetch(c.lic + c.payers[call[AHEAD].payer].lo)
+                            prefetch(lic + payers[call[AHEAD].payer].lo)
                     if (k + 2 * AHEAD < kh and call[2 * AHEAD].payer >= 0
                             and call[2 * AHEAD].row >= 0):
-                        prefetch(c.payers + call[2 * AHEAD].payer)
+                        prefetch(payers + call[2 * AHEAD].payer)
                 now = call.start if call.start > p0 else p0
-                is_call = not (e < eh and (c.ev_time[e] < now or (
-                    c.ev_time[e] == now and c.ev_kind[e] != EV_END)))
+                is_call = not (e < eh and (ev_time[e] < now or (
+                    ev_time[e] == now and ev_kind[e] != EV_END)))
             if not is_call:
-                now = c.ev_time[e]
-            # expiries check their own room; stopping between two is safe
-            code[0] = advance(c, <int32_t>t, now)
-            if code[0] != DONE:
-                return t
+                now = ev_time[e]
+            # lots due to expire (oldest first); expiries check their own
+            # room, and stopping between two is safe
+            if lot_count[t] > 0 and lot_expires[lot_base[t] + lot_head[t]] <= now:
+                code[0] = advance(c, <int32_t>t, now)
+                if code[0] != DONE:
+                    break
             # worst case of the event itself: a debit over every live lot plus
             # one overrun, a recharge round, three notifications
-            room = c.lot_count[t] + 2 * RECHARGES_PER_INSTANT + 8
+            room = lot_count[t] + 2 * RECHARGES_PER_INSTANT + 8
             if c.l_n + room > c.l_cap or c.n_n + room > c.n_cap or c.f_n + 8 > c.f_cap:
                 code[0] = NEED_ROOM
-                return t
+                break
             if is_call:
                 if now < m_lo or now >= m_hi:
                     month_span(now, &month, &m_lo, &m_hi)
                 code[0] = bill_call(c, <int32_t>t, now, month, call, &billed)
                 if code[0] != DONE:
-                    return t
-                c.perm[call.grouped] = <int32_t>k
-                (<BillRec*>(c.calls + k))[0] = billed
+                    break
+                g = call.grouped
+                (<BillRec*> call)[0] = billed
+                perm[g] = <int32_t>k
                 k += 1
-                c.cur_call[t] = k
             else:
-                kind = c.ev_kind[e]
+                kind = ev_kind[e]
                 ref = c.ev_ref[e]
                 if kind == EV_FUND:
                     if add_lot(c, <int32_t>t, now, c.fund_amount[ref], L_FUND, ref) != DONE:
                         code[0] = LOTS_FULL
-                        return t
+                        break
                 elif kind == EV_CARD:
                     c.s_card[t] = c.card_valid[ref]
                     c.s_backoff[t] = RC_INT64_MIN
                 e += 1
-                c.cur_ev[t] = e
-            if c.s_point[t] < now:
-                c.s_point[t] = now
-    code[0] = DONE
+            if point < now:
+                point = now
+        c.cur_call[t] = k
+        c.cur_ev[t] = e
+        c.s_point[t] = point
+        if code[0] != DONE:
+            return t
     return hi
 
 
