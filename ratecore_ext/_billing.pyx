@@ -517,7 +517,7 @@ cdef int bill_call(Ctx* c, int32_t t, int64_t now, int32_t month,
     cdef bint found = False, pp = False, domestic = False
     cdef int8_t service = call.service, status = call.status
     cdef int64_t b, taken = -1, amount, ch
-    cdef int32_t pool = -1, pass_no
+    cdef int32_t pool = -1, pass_no, n_pass
     cdef const LicRow* L = c.lic
     # the payer's licenses give the call's location (for `domestic`) and
     # its pools and credits (if charged): all of it is for calls with a deck
@@ -551,38 +551,35 @@ cdef int bill_call(Ctx* c, int32_t t, int64_t now, int32_t month,
         return DONE
 
     b = call.billable
+    # the pools to try, in the licenses' order: domestic outbound calls try
+    # the per-user pools, then the pooled domestic ones; other outbound calls
+    # the international ones; Zone A dial-out the conferencing ones (one
+    # loop, so draw() is inlined at its one call)
+    n_pass = 0
     if not c.row_premium[row]:
         if service == SVC_OUTBOUND:
-            # domestic: per-user pools, then pooled domestic; else international
-            for pass_no in range(2 if domestic else 1):
-                for r in range(lo, hi):
-                    if not (L[r].start <= start and start < L[r].stop):
-                        continue
-                    if domestic:
-                        p = L[r].user_pool if pass_no == 0 else L[r].dom_pool
-                    else:
-                        p = L[r].intl_pool
-                    if p < 0:
-                        continue
-                    if draw(c, t, p, now, month, b, &taken) != DONE:
-                        return NEED_ROOM
-                    if taken >= 0:
-                        pool = p
-                        break
-                if pool >= 0:
-                    break
+            n_pass = 2 if domestic else 1
         elif service == SVC_CONFERENCE and c.zone_a[c.row_country[row]]:
-            for r in range(lo, hi):
-                if not (L[r].start <= start and start < L[r].stop):
-                    continue
+            n_pass = 1
+    for pass_no in range(n_pass):
+        for r in range(lo, hi):
+            if not (L[r].start <= start and start < L[r].stop):
+                continue
+            if service == SVC_CONFERENCE:
                 p = L[r].dial_pool
-                if p < 0:
-                    continue
-                if draw(c, t, p, now, month, b, &taken) != DONE:
-                    return NEED_ROOM
-                if taken >= 0:
-                    pool = p
-                    break
+            elif domestic:
+                p = L[r].user_pool if pass_no == 0 else L[r].dom_pool
+            else:
+                p = L[r].intl_pool
+            if p < 0:
+                continue
+            if draw(c, t, p, now, month, b, &taken) != DONE:
+                return NEED_ROOM
+            if taken >= 0:
+                pool = p
+                break
+        if pool >= 0:
+            break
     if pool < 0:
         taken = 0
     o.pool = pool
