@@ -23,6 +23,8 @@ from _tables cimport (Tables, RowTerms, Node, find_row, resolve, billable_second
                       SVC_OUTBOUND,
                       SVC_CONFERENCE, SVC_TOLLFREE)
 
+import numpy as np
+
 cdef extern from *:
     """
     #ifdef CYTHON_BOUNDSCHECK_BUILD
@@ -100,6 +102,70 @@ cdef inline int parse_number(const uint8_t* s, int64_t n, int64_t* value,
     return NUM_OK
 
 
+# Eight ASCII digits at a time (SWAR): a number's digits are read as one or
+# two 8-byte words ending at its last byte, checked to be digits and
+# converted with three multiplications (Lemire's parse_eight_digits). The
+# byte loop took seven instructions a digit, about 90 a number; callgrind
+# counted the kernel at 282 instructions a CDR before.
+cdef extern from *:
+    """
+    #include <string.h>
+    #define RC_ZEROS 0x3030303030303030ULL
+    static inline uint64_t rc_load8(const uint8_t* p) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        return w;
+    }
+    /* every byte an ASCII digit */
+    static inline int rc_all_digits(uint64_t w) {
+        return ((w & 0xF0F0F0F0F0F0F0F0ULL)
+                | (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4))
+               == 0x3333333333333333ULL;
+    }
+    /* the value of 8 ASCII digits, the first in the low byte */
+    static inline uint64_t rc_eight(uint64_t w) {
+        w -= RC_ZEROS;
+        w = (w * 10) + (w >> 8);
+        return (((w & 0x000000FF000000FFULL) * 0x000F424000000064ULL)
+                + (((w >> 16) & 0x000000FF000000FFULL) * 0x0000271000000001ULL)) >> 32;
+    }
+    /* the n (1..8) bytes before `end` as 8 digits, with '0's in front */
+    static inline uint64_t rc_tail(const uint8_t* end, int64_t n) {
+        uint64_t w = rc_load8(end - 8);
+        if (n < 8) {
+            uint64_t keep = ~0ULL << (8 * (8 - n));
+            w = (w & keep) | (RC_ZEROS & ~keep);
+        }
+        return w;
+    }
+    /* 1 and the value if [digits, stop) is 1 to 15 ASCII digits and the words
+       read lie in the buffer starting at `begin`; 0 otherwise (the caller
+       parses byte by byte) */
+    static inline int rc_swar_digits(const uint8_t* digits, const uint8_t* stop,
+                                     const uint8_t* begin, int64_t* value) {
+        int64_t n = stop - digits;
+        uint64_t lo, hi;
+        if (n < 1 || n > 15 || stop - begin < (n > 8 ? 16 : 8))
+            return 0;
+        if (n <= 8) {
+            lo = rc_tail(stop, n);
+            if (!rc_all_digits(lo))
+                return 0;
+            *value = (int64_t)rc_eight(lo);
+            return 1;
+        }
+        lo = rc_load8(stop - 8);
+        hi = rc_tail(stop - 8, n - 8);
+        if (!rc_all_digits(lo) || !rc_all_digits(hi))
+            return 0;
+        *value = (int64_t)(rc_eight(hi) * 100000000ULL + rc_eight(lo));
+        return 1;
+    }
+    """
+    bint rc_swar_digits(const uint8_t* digits, const uint8_t* stop, const uint8_t* begin,
+                        int64_t* value) noexcept nogil
+
+
 cdef inline int string_number(const int32_t* offsets, const uint8_t* data,
                               const uint8_t* valid, int64_t base, int64_t i,
                               int64_t* value, int* known, int* total) noexcept nogil:
@@ -115,6 +181,11 @@ cdef inline int string_number(const int32_t* offsets, const uint8_t* data,
     if p < stop and p[0] == 43:
         p += 1
     cdef const uint8_t* digits = p
+    if rc_swar_digits(digits, stop, data, &v):
+        value[0] = v
+        known[0] = <int>(stop - digits)
+        total[0] = known[0]
+        return NUM_OK
     while p < stop:
         c = p[0] - 48
         if c > 9:
@@ -346,3 +417,35 @@ def price_batch(book,
                             charge_out[i] = price_seconds(terms, b)
                         status_out[i] = ST_CHARGED
             nact[s2] = 0
+
+
+def parse_numbers(const int32_t[::1] offsets, const uint8_t[::1] data, valid,
+                  Py_ssize_t base, Py_ssize_t n):
+    """How the kernel reads `n` numbers of a string array (its buffers, as
+    price_batch takes them): (code, value, known digits, all digits) of
+    each, code 0 ok, 1 missing, 2 bad. For tests of the parse itself."""
+    if offsets.shape[0] < base + n + 1:
+        raise ValueError("string offsets shorter than the array")
+    cdef const uint8_t[::1] valid_mv
+    cdef const uint8_t* v = NULL
+    if valid is not None:
+        valid_mv = valid
+        v = &valid_mv[0]
+    code = np.zeros(n, np.int8)
+    value = np.zeros(n, np.int64)
+    known = np.zeros(n, np.int32)
+    total = np.zeros(n, np.int32)
+    cdef int8_t[::1] cc = code
+    cdef int64_t[::1] vv = value
+    cdef int32_t[::1] kk = known, tt = total
+    cdef Py_ssize_t i
+    cdef int64_t x
+    cdef int k, t
+    for i in range(n):
+        x = k = t = 0
+        cc[i] = string_number(&offsets[0], &data[0], v, base, i, &x, &k, &t)
+        if cc[i] == NUM_OK:
+            vv[i] = x
+            kk[i] = k
+            tt[i] = t
+    return code, value, known, total
