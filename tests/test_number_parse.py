@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ratecore._price import parse_numbers
 
 from ratecore import pricing
-from ratecore._price import parse_numbers
 from ratecore.reference import pricing as ref
 
 ALPHABET = "0123456789" + "+ -*/:" + "a\x00"
