@@ -105,8 +105,9 @@ cdef inline int parse_number(const uint8_t* s, int64_t n, int64_t* value,
 # Eight ASCII digits at a time (SWAR): a number's digits are read as one or
 # two 8-byte words ending at its last byte, checked to be digits and
 # converted with three multiplications (Lemire's parse_eight_digits). The
-# byte loop took seven instructions a digit, about 90 a number; callgrind
-# counted the kernel at 282 instructions a CDR before.
+# sample's numbers read alone: 11.6-12.2 ns each byte by byte, 9.3-9.4 ns
+# so. Anything else (spaces, dashes, masks, the first bytes of a buffer, a
+# big-endian machine) is parsed byte by byte.
 cdef extern from *:
     """
     #include <string.h>
@@ -145,6 +146,9 @@ cdef extern from *:
                                      const uint8_t* begin, int64_t* value) {
         int64_t n = stop - digits;
         uint64_t lo, hi;
+    #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+        return 0;       /* the words are read as little-endian */
+    #endif
         if (n < 1 || n > 15 || stop - begin < (n > 8 ? 16 : 8))
             return 0;
         if (n <= 8) {
@@ -186,6 +190,9 @@ cdef inline int string_number(const int32_t* offsets, const uint8_t* data,
         known[0] = <int>(stop - digits)
         total[0] = known[0]
         return NUM_OK
+    # the first bytes of a buffer, or a number with something else in it:
+    # digits byte by byte, then the full rules (timed: going straight to
+    # parse_number made the kernel 5-10 % slower in three alternating pairs)
     while p < stop:
         c = p[0] - 48
         if c > 9:
