@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ratecore import fields
+from ratecore import buffers, fields
 from ratecore._billing import Pass, payers_of, unpack
 from ratecore._order import (
     in_cache_records,
@@ -416,7 +416,7 @@ class Billed:
         """{name: array} of every :data:`PER_CALL` column, in call order."""
         if self._columns is None:
             n = len(self.where)
-            cols = {k: np.empty(n, t) for k, t in zip(PER_CALL, _PER_CALL_TYPES)}
+            cols = {k: buffers.empty(n, t) for k, t in zip(PER_CALL, _PER_CALL_TYPES)}
             unpack(self.recs.view(np.uint8), self.inv,
                    *(v.view(np.uint8) if v.dtype == np.bool_ else v for v in cols.values()))
             self._columns = cols
@@ -436,7 +436,7 @@ class Billed:
 def _grow(ns: SimpleNamespace, n_used: int, capacity: int) -> SimpleNamespace:
     out = SimpleNamespace()
     for name, arr in vars(ns).items():
-        new = np.empty((capacity, *arr.shape[1:]), dtype=arr.dtype)
+        new = buffers.empty((capacity, *arr.shape[1:]), arr.dtype)
         new[:n_used] = arr[:n_used]
         setattr(out, name, new)
     return out
@@ -448,10 +448,10 @@ def _grow(ns: SimpleNamespace, n_used: int, capacity: int) -> SimpleNamespace:
 # 110 MB of fresh memory for the 20M sample's 17k notifications.
 
 def _ledger_buffers(n):
-    return SimpleNamespace(tenant=np.empty(n, np.int32), seq=np.empty(n, np.int64),
-                           time=np.empty(n, np.int64), kind=np.empty(n, np.int8),
-                           lot=np.empty(n, np.int64), amount=np.empty((n, 2), np.int64),
-                           balance=np.empty((n, 2), np.int64), ref=np.empty(n, np.int64))
+    e = buffers.empty
+    return SimpleNamespace(tenant=e(n, np.int32), seq=e(n, np.int64), time=e(n, np.int64),
+                           kind=e(n, np.int8), lot=e(n, np.int64), amount=e((n, 2), np.int64),
+                           balance=e((n, 2), np.int64), ref=e(n, np.int64))
 
 
 def _note_buffers(n):
@@ -575,8 +575,8 @@ class CallGroups:
         if len(self.cells) > 1:
             np.cumsum(np.concatenate(sizes), out=self.cells[1:])
         self.cursor = self.cells[:-1].copy()
-        self.recs = np.empty(int(self.cells[-1]), CALL_DTYPE)
-        self.where = np.empty(int(self.cells[-1]), np.int32)   # each call's record
+        self.recs = buffers.empty(int(self.cells[-1]), CALL_DTYPE)
+        self.where = buffers.empty(int(self.cells[-1]), np.int32)   # each call's record
         self.n = 0
         self.last_start: int | None = None
         self.usage_id = None
@@ -798,7 +798,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls | CallGroups, *,
             "payer_hi", "lic_from", "lic_to", "lic_loc", "lic_credits", "lic_user_pool",
             "lic_dom_pool", "lic_intl_pool", "lic_dial_pool", "pool_cp_lo", "pool_cp_hi",
             "cp_time", "cp_size", "pool_partner", "pool_cap", "pool_sku")})
-    perm = np.empty(n_c, np.int32)    # int32: grouping refuses 2**31 calls or more
+    perm = buffers.empty(n_c, np.int32)    # int32: grouping refuses 2**31 calls or more
 
     # tenants are independent: ranges of them run on threads
     ranges = _tenant_ranges(call_lo, ev_lo, threads)

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ratecore import billing, fields, ids, outputs, pricing
+from ratecore import billing, buffers, fields, ids, outputs, pricing
 from ratecore._billing import month_of
 from ratecore.cdrs import CdrBatch, cdr_files, raw_rows, read_cdrs
 from ratecore.config import load_config
@@ -494,6 +494,7 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, history, strict, as
                     snapshots[month_of(hi)] = state.copy()
                 pools.append(billed.pools)
                 summary.as_of = billed.as_of
+                del billed      # its records' memory goes to the next stretch (buffers)
             if rejects.rows:
                 rej = rejects.table()
                 times = pc.cast(pc.if_else(pc.match_substring_regex(
@@ -517,6 +518,7 @@ def _run(cfg, state, runs: int, cdr_paths, out_dir: Path, *, history, strict, as
             # once the journal names the staging directory, only recover() may remove it
             if not (out_dir / JOURNAL).exists():
                 shutil.rmtree(staging, ignore_errors=True)
+            buffers.release()     # the stretches' memory, kept from one to the next
         summary.seconds = time.perf_counter() - t0
         return summary
 

@@ -1,0 +1,136 @@
+"""The recycler lends a kept block again only once nothing made from its
+last loan is alive (views, Arrow buffers and arrays over it)."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from ratecore.buffers import Recycler
+
+MB = 1 << 20
+
+
+def address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+@pytest.fixture
+def rec():
+    return Recycler(min_bytes=MB)
+
+
+def test_small_arrays_are_plain(rec):
+    a = rec.empty(100, np.int64)
+    assert a.shape == (100,) and a.dtype == np.int64
+    assert rec.kept_bytes() == 0
+
+
+def test_shape_dtype_and_writable(rec):
+    a = rec.empty((MB // 8, 2), np.int64)
+    assert a.shape == (MB // 8, 2) and a.dtype == np.int64 and a.flags.writeable
+    a[:] = 7
+    assert int(a.sum()) == 7 * MB // 4
+    rec_dt = np.dtype([("start", "i8"), ("idx", "i4"), ("g", "i4")], align=True)
+    r = rec.empty(MB // 16, rec_dt)
+    assert r.dtype == rec_dt and len(r) == MB // 16
+
+
+def test_block_reused_after_the_array_dies(rec):
+    a = rec.empty(MB, np.uint8)
+    where = address(a)
+    del a
+    gc.collect()
+    b = rec.empty(MB, np.uint8)
+    assert address(b) == where
+    assert rec.kept_bytes() == MB + MB // 4     # a quarter more than asked, to grow into
+    del b
+    gc.collect()
+    assert address(rec.empty(MB + MB // 8, np.uint8)) == where
+
+
+def test_not_reused_while_a_view_lives(rec):
+    a = rec.empty(MB // 4, np.int32)
+    v = a[10:20].view(np.int16)
+    where = address(a)
+    del a
+    gc.collect()
+    b = rec.empty(MB // 4, np.int32)
+    assert address(b) != where                # v still holds the first block
+    b[:] = 0
+    v[:] = 1                                  # and writing one never shows in the other
+    assert not b.any()
+    second = address(b)
+    del v, b
+    gc.collect()
+    assert address(rec.empty(MB // 4, np.int32)) in {where, second}
+    assert rec.kept_bytes() == 2 * (MB + MB // 4)
+
+
+def test_not_reused_while_arrow_holds_it(rec):
+    a = rec.empty(MB // 8, np.int64)
+    a[:] = np.arange(MB // 8)
+    arr = pa.Array.from_buffers(pa.int64(), MB // 8, [None, pa.py_buffer(a)])
+    where = address(a)
+    del a
+    gc.collect()
+    b = rec.empty(MB // 8, np.int64)
+    assert address(b) != where
+    b[:] = -1
+    assert arr.to_numpy()[-1] == MB // 8 - 1    # Arrow's data is untouched
+    second = address(b)
+    del arr, b
+    gc.collect()
+    assert address(rec.empty(MB // 8, np.int64)) in {where, second}
+    assert rec.kept_bytes() == 2 * (MB + MB // 4)
+
+
+def test_size_classes(rec):
+    big = rec.empty(8 * MB, np.uint8)
+    del big
+    gc.collect()
+    small = rec.empty(2 * MB, np.uint8)       # a block over twice the size is not lent
+    assert rec.kept_bytes() == 10 * MB + 10 * MB // 4
+    del small
+    gc.collect()
+    again = rec.empty(5 * MB, np.uint8)       # within twice: the 10 MB block
+    assert rec.kept_bytes() == 10 * MB + 10 * MB // 4
+    del again
+    gc.collect()
+    grown = rec.empty(11 * MB, np.uint8)      # fits no block: the smaller free ones go
+    assert rec.kept_bytes() == 11 * MB + 11 * MB // 4
+    del grown
+
+
+def test_release_keeps_lent_blocks(rec):
+    a = rec.empty(MB, np.uint8)
+    b = rec.empty(2 * MB, np.uint8)
+    del b
+    gc.collect()
+    rec.release()
+    assert rec.kept_bytes() == MB + MB // 4
+    a[:] = 3                                   # still usable
+    del a
+    gc.collect()
+    rec.release()
+    assert rec.kept_bytes() == 0
+
+
+def test_threads_get_distinct_blocks(rec):
+    got, lock = [], threading.Lock()
+
+    def take():
+        a = rec.empty(MB, np.uint8)
+        with lock:
+            got.append(a)
+
+    ts = [threading.Thread(target=take) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert len({address(a) for a in got}) == 8
