@@ -71,10 +71,6 @@ class Recycler:
         """Bytes held in blocks, lent or free."""
         return sum(len(b) for b in self._blocks.values())
 
-    def lent_bytes(self) -> int:
-        """Bytes of the blocks lent out now."""
-        return sum(len(self._blocks[k]) for k in list(self._lent))
-
     def release(self) -> None:
         """Give the free blocks back (lent ones stay until their arrays die)."""
         with self._lock:
@@ -82,8 +78,8 @@ class Recycler:
                 del self._blocks[k]
 
 
-#: The process's recycler: billing takes its call records, their order and
-#: its ledger buffers from it.
+#: The process's recycler: billing takes its call records, their order, its
+#: ledger buffers and the rated columns it gathers from it.
 RECYCLER = Recycler()
 
 
