@@ -837,6 +837,9 @@ cdef class Pass:
         for k in range(n_p):
             self.payer_buf[k].lo = p_lo[k]
             self.payer_buf[k].hi = p_hi[k]
+        # a call without a payer prefetches payer 0's rows: an empty range
+        # when there are no payers
+        self.payer_buf[n_p].lo = self.payer_buf[n_p].hi = 0
         for k in range(n_l):
             self.lic_buf[k].start = l_from[k]
             self.lic_buf[k].stop = l_to[k]
