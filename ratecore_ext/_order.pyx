@@ -13,7 +13,7 @@
 # ratecore.billing reorders those rare runs by usage_id, from the tie
 # positions returned here.
 
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcpy, memset
 
@@ -35,6 +35,7 @@ cdef enum:
     IN_CACHE = 1 << 17
     TOP_BITS = 8
     TOP = 1 << TOP_BITS
+    MAX_PASSES = (64 + DIGIT_BITS - 1) // DIGIT_BITS
 
 
 def in_cache_records():
@@ -97,11 +98,15 @@ cdef void sort_into(const CallRec* src, int64_t m, int64_t lo_t, int64_t hi_t, C
                     uint64_t* keys, uint64_t* tmp) noexcept nogil:
     """dst = the `m` (<= IN_CACHE) records of src sorted by (start, idx);
     their starts lie in [lo_t, hi_t]. An LSD radix sort of packed (start -
-    lo_t, position) keys, over the time digits that differ only."""
-    cdef int64_t j, total, c
+    lo_t, position) keys, over the time digits that differ only. The
+    counts of every digit are taken while the keys are built (one pass
+    over the records, not one per digit)."""
+    cdef int64_t j
     cdef int tb = bit_length(<uint64_t>(hi_t - lo_t)), ib = bit_length(<uint64_t>(m - 1))
-    cdef int shift, d
-    cdef int64_t[DIGITS] count
+    cdef int n_pass = (tb + DIGIT_BITS - 1) // DIGIT_BITS, p, d
+    cdef uint32_t[MAX_PASSES][DIGITS] count
+    cdef uint32_t c, total
+    cdef uint64_t v
     cdef uint64_t* a
     cdef uint64_t* b
     cdef uint64_t* swap
@@ -109,29 +114,38 @@ cdef void sort_into(const CallRec* src, int64_t m, int64_t lo_t, int64_t hi_t, C
         memcpy(dst, src, m * sizeof(CallRec))
         qsort(dst, m, sizeof(CallRec), by_start)
         return
-    for j in range(m):
-        keys[j] = (<uint64_t>(src[j].start - lo_t) << ib) | <uint64_t>j
+    memset(count, 0, (n_pass if n_pass > 4 else 4) * sizeof(count[0]))
+    if n_pass <= 4:                         # the usual case (spans up to 203 days), unrolled
+        for j in range(m):
+            v = <uint64_t>(src[j].start - lo_t)
+            keys[j] = (v << ib) | <uint64_t>j
+            count[0][v & (DIGITS - 1)] += 1
+            count[1][(v >> DIGIT_BITS) & (DIGITS - 1)] += 1
+            count[2][(v >> (2 * DIGIT_BITS)) & (DIGITS - 1)] += 1
+            count[3][(v >> (3 * DIGIT_BITS)) & (DIGITS - 1)] += 1
+    else:
+        for j in range(m):
+            v = <uint64_t>(src[j].start - lo_t)
+            keys[j] = (v << ib) | <uint64_t>j
+            for p in range(n_pass):
+                count[p][(v >> (p * DIGIT_BITS)) & (DIGITS - 1)] += 1
     # the index bits are already in order and the sort is stable: sort the time bits only
     a, b = keys, tmp
-    shift = ib
-    while shift < ib + tb:
-        memset(count, 0, sizeof(count))
+    for p in range(n_pass):
+        if count[p][(a[0] >> (ib + p * DIGIT_BITS)) & (DIGITS - 1)] == m:
+            continue                        # one value of this digit: nothing moves
+        total = 0
+        for d in range(DIGITS):
+            c = count[p][d]
+            count[p][d] = total
+            total += c
         for j in range(m):
-            count[(a[j] >> shift) & (DIGITS - 1)] += 1
-        if count[(a[0] >> shift) & (DIGITS - 1)] != m:
-            total = 0
-            for d in range(DIGITS):
-                c = count[d]
-                count[d] = total
-                total += c
-            for j in range(m):
-                d = (a[j] >> shift) & (DIGITS - 1)
-                b[count[d]] = a[j]
-                count[d] += 1
-            swap = a
-            a = b
-            b = swap
-        shift += DIGIT_BITS
+            d = (a[j] >> (ib + p * DIGIT_BITS)) & (DIGITS - 1)
+            b[count[p][d]] = a[j]
+            count[p][d] += 1
+        swap = a
+        a = b
+        b = swap
     cdef uint64_t mask = ((<uint64_t>1) << ib) - 1 if ib < 64 else <uint64_t>(-1)
     for j in range(m):
         dst[j] = src[a[j] & mask]
