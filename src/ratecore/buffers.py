@@ -26,6 +26,9 @@ import numpy as np
 MIN_BYTES = 8 << 20
 #: A new block is this much bigger than asked for (1/HEADROOM more).
 HEADROOM = 4
+#: Lent arrays start on a cache line (malloc's big blocks start 16 bytes
+#: into a page, which split every other 32-byte call record over two lines).
+ALIGN = 64
 
 
 class Recycler:
@@ -49,7 +52,7 @@ class Recycler:
             return np.empty(shape, dtype)
         with self._lock:
             free = [k for k in self._blocks if k not in self._lent]
-            fits = [k for k in free if size <= len(self._blocks[k]) <= 2 * size]
+            fits = [k for k in free if size + ALIGN <= len(self._blocks[k]) <= 2 * size + ALIGN]
             if fits:
                 key = min(fits, key=lambda k: len(self._blocks[k]))
             else:
@@ -61,9 +64,11 @@ class Recycler:
                 self._next += 1
                 # room to grow: the next stretch or run is rarely the same
                 # size, and pages never touched cost no memory
-                self._blocks[key] = np.empty(size + size // HEADROOM, np.uint8)
+                self._blocks[key] = np.empty(size + size // HEADROOM + ALIGN, np.uint8)
             self._lent.add(key)
-            arr = np.frombuffer(memoryview(self._blocks[key])[:size], dtype, count)
+            block = self._blocks[key]
+            at = -block.ctypes.data % ALIGN
+            arr = np.frombuffer(memoryview(block)[at:at + size], dtype, count)
             weakref.finalize(arr.base, self._lent.discard, key)
         return arr.reshape(shape)
 
