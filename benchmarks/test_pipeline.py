@@ -54,7 +54,7 @@ def pipeline(cfg, plan, cdrs: pa.Table, threads: int = 1) -> dict[str, int]:
         p = pricing.price(
             cfg.book, call_type=pricing.call_type_codes(b.column("call_type")),
             tollfree=pricing.tollfree_flags(b.column("number_type")),
-            deck=cfg.tenants.deck_index.take(t, mode="clip"), caller=b.column("caller_number"),
+            deck=cfg.tenants.decks(t), caller=b.column("caller_number"),
             callee=b.column("callee_number"), start=b.column("start_time"),
             duration=b.column("duration_seconds"), threads=threads, out=out, charge=False)
         cols = (t, pricing.int64_values(b.column("start_time")),

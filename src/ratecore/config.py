@@ -329,6 +329,11 @@ class Tenants:
         return fields.by_value(tenant_id, lambda a: np.asarray(
             pc.index_in(a, self.ids).fill_null(-1)).astype(np.int32), np.int32(-1))
 
+    def decks(self, rows: np.ndarray) -> np.ndarray:
+        """int16 deck index of each tenant row (rows out of range read the
+        nearest end: callers mark those rows rejected)."""
+        return fields.take(self.deck_index, np.asarray(rows))
+
 
 def _amount(ck: fields.CellChecker, column: str, *, positive: bool) -> tuple[np.ndarray, np.ndarray]:
     """(micro, blank) of an optional money column."""

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ratecore._lookup import take_codes
 from ratecore.errors import InputError, Problem
 
 MICRO = 1_000_000
@@ -167,6 +168,20 @@ def words_to_decimal(words: np.ndarray, null_mask: np.ndarray | None = None) -> 
                                  [validity, pa.py_buffer(words)], null_count=null_count)
 
 
+def take(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``table.take(codes, mode="clip")``, in one pass of the kernel's
+    ``take_codes`` for the small tables a batch looks up by int32 code."""
+    table = np.ascontiguousarray(table)
+    if table.dtype in _CODE_TYPES and len(table) and codes.dtype == np.int32:
+        out = np.empty(len(codes), table.dtype)
+        take_codes(table, np.ascontiguousarray(codes), out)
+        return out
+    return table.take(codes, mode="clip")
+
+
+_CODE_TYPES = tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.int32))
+
+
 def by_value(arr, fn, null_value) -> np.ndarray:
     """fn over a string array; over a dictionary array, fn of its dictionary
     taken by the indices (low-cardinality columns cost one pass of ints)."""
@@ -177,9 +192,8 @@ def by_value(arr, fn, null_value) -> np.ndarray:
         indices = arr.indices
         if indices.null_count:
             indices = indices.fill_null(len(arr.dictionary))
-        # the codes as they are (no copy); all lie in [0, len(values)), and
-        # take with clip skips the index conversion fancy indexing makes
-        return values.take(np.asarray(indices), mode="clip")
+        # the codes as they are (no copy); all lie in [0, len(values))
+        return take(values, np.asarray(indices))
     return fn(arr)
 
 

@@ -153,7 +153,7 @@ def _price_batch(batch: CdrBatch, book: RateBook, tenants, threads: int):
     ok = batch.reason == None
     deck = np.full(len(ok), -1, np.int16)     # unknown tenants' rows are not ok
     if len(tenants.deck_index):
-        deck = np.where(ok, tenants.deck_index.take(tenant_row, mode="clip"), deck)
+        deck = np.where(ok, tenants.decks(tenant_row), deck)
     col = lambda name: cdrs.column(name).combine_chunks()
     priced = pricing.price(
         book, call_type=pricing.call_type_codes(col("call_type")),
