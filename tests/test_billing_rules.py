@@ -33,6 +33,7 @@ from billing_harness import Both, card_update, fund, lic, tenant, write_config
 from conftest import cdr, deck_row, ts, write_csv
 
 from ratecore import billing, pricing
+from ratecore._billing import payers_of
 
 D = Decimal
 
@@ -941,6 +942,33 @@ def test_payers_match_a_lookup_by_tenant_and_user(tmp_path_factory, rows, cut, d
     users = pa.chunked_array([users.slice(0, cut), users.slice(cut)])
     got = plan.payers(np.array([t for t, _ in rows], np.int32), users)
     assert got.tolist() == want
+
+
+@settings(max_examples=80, deadline=None)
+@given(n_codes=st.integers(0, 6), n_payers=st.integers(0, 4), seed=st.integers(0, 2**32 - 1),
+       offset=st.integers(0, 9), nulls=st.booleans())
+def test_payers_of_matches_its_rule_on_any_codes(n_codes, n_payers, seed, offset, nulls):
+    """The kernel under Plan.payers, on codes and tables no plan makes:
+    codes out of range, payer indices out of range, -2, nulls, an offset."""
+    rng = np.random.default_rng(seed)
+    n = 40
+    codes = rng.integers(-2, n_codes + 2, offset + n).astype(np.int32)
+    by_code = rng.integers(-2, n_payers + 2, n_codes).astype(np.int32)
+    payer_tenant = rng.integers(0, 3, n_payers).astype(np.int32)
+    tenant = rng.integers(-1, 3, n).astype(np.int32)
+    valid_bits = rng.integers(0, 2, offset + n).astype(bool) if nulls else None
+    valid = np.packbits(valid_bits, bitorder="little") if nulls else None
+    out = np.empty(n, np.int32)
+    payers_of(codes, valid, offset, by_code, payer_tenant, tenant, out)
+    want = []
+    for i in range(n):
+        j, p = offset + i, -1
+        if (valid_bits is None or valid_bits[j]) and 0 <= codes[j] < n_codes:
+            p = int(by_code[codes[j]])
+            if p >= 0 and (p >= n_payers or payer_tenant[p] != tenant[i]):
+                p = -1
+        want.append(p)
+    assert out.tolist() == want
 
 
 _BOTH = {}
