@@ -474,13 +474,17 @@ def hash_strings(const int32_t[::1] offsets, const uint8_t[::1] data, uint64_t[:
 # The ledger names the call of each debit: 3.2M usage_ids gathered from 20M
 # for a 20M-call run, each one a cache miss on the offsets and another on
 # the bytes. Arrow's take waits for each in turn; here both are prefetched
-# AHEAD_STR strings early, so the misses overlap.
+# AHEAD_STR strings early, so the misses overlap. Gathering the 20M sample's
+# ledger ids (in-process A/B, ten alternating rounds each): 0.078 s at 16
+# ahead fetching each id's first line, 0.067 s fetching its last line too
+# (a 36-byte id spans two lines half the time), 0.050 s at 32 ahead, 0.038 s
+# at 64, the same at 128.
 
 cdef extern from *:
     void prefetch "__builtin_prefetch"(const void* p) noexcept nogil
 
 cdef enum:
-    AHEAD_STR = 16
+    AHEAD_STR = 64
 
 
 def take_strings(const int32_t[::1] offsets, const uint8_t[::1] data, const int64_t[::1] idx,
@@ -488,7 +492,7 @@ def take_strings(const int32_t[::1] offsets, const uint8_t[::1] data, const int6
     """(offsets, bytes) of the strings idx[i] of a string array (its
     `offsets`, offset applied, and `data`), where take[i]; empty elsewhere.
     Returns int32 offsets (len(idx) + 1) and uint8 data."""
-    cdef int64_t n = idx.shape[0], n_src = offsets.shape[0] - 1, i, j, total = 0, bad = -1
+    cdef int64_t n = idx.shape[0], n_src = offsets.shape[0] - 1, i, j, total = 0, bad = -1, last
     if take.shape[0] != n or n_src < 0:
         raise ValueError("take_strings: idx and take differ in length, or no offsets")
     if n_src and (offsets[0] < 0 or offsets[n_src] > data.shape[0]):
@@ -529,7 +533,10 @@ def take_strings(const int32_t[::1] offsets, const uint8_t[::1] data, const int6
     with nogil:
         for i in range(n):
             if i + AHEAD_STR < n:
+                # its first and last byte: a 36-byte id spans two lines half the time
+                last = oo[i + AHEAD_STR + 1] - oo[i + AHEAD_STR] - 1
                 prefetch(s + ss[i + AHEAD_STR])
+                prefetch(s + ss[i + AHEAD_STR] + (last if last > 0 else 0))
             if oo[i + 1] > oo[i]:
                 memcpy(d + oo[i], s + ss[i], oo[i + 1] - oo[i])
     return out_off, out
