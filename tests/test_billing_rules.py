@@ -26,14 +26,13 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from billing_harness import Both, card_update, fund, lic, tenant, write_config
 from conftest import cdr, deck_row, ts, write_csv
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ratecore._billing import payers_of
 
 from ratecore import billing, pricing
-from ratecore._billing import payers_of
 
 D = Decimal
 
@@ -921,6 +920,24 @@ def test_two_months_in_two_runs_equals_one_run(tmp_path):
     assert Rated(*out_one["m1"]).balance_after == D("-0.41")
     kinds_one = [dict(e)["kind"] for e in ledger_one]
     assert kinds_one.count("recharge") == 1 and kinds_one.count("recharge_failed") == 1
+
+
+def test_pools_of_a_former_config_stay_in_the_pools_table(tmp_path):
+    """A pool the config no longer has (its user moved from the US to
+    Canada) keeps its month's use in the state: the next run's pools table
+    shows it, in (tenant, month, pool) order with the new pool's row."""
+    both = make(tmp_path / "a", [lic("u1", "MCOPSTN1")], skus=SMALL_SKUS)
+    out, _, _ = bill(both, [call("c1", US, 60, "2024-03-10T10:00:00Z")])
+    assert out["c1"].pool == "MCOPSTN1:domestic:US"
+    config = write_config(tmp_path / "b", DECK, [tenant()], [lic("u1", "MCOPSTN1", "CA")])
+    write_csv(config / "skus.csv", SKU_HEADER, [dict(zip(SKU_HEADER, r)) for r in SMALL_SKUS])
+    both.reload(config)
+    *_, b = both.kernel([call("c2", CA, 100, "2024-03-11T10:00:00Z")])
+    assert b.pools.to_pylist() == [
+        {"tenant_id": "t1", "month": "2024-03", "pool": name, "capability": "MCOPSTN1",
+         "kind": "domestic", "scope": scope, "size_seconds": 120, "used_seconds": used}
+        for name, scope, used in (("MCOPSTN1:domestic:CA", "CA", 120),
+                                  ("MCOPSTN1:domestic:US", "US", 60))]
 
 
 @settings(max_examples=60, deadline=None)

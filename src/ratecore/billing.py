@@ -841,7 +841,7 @@ def bill(cfg, plan: Plan, state: BillingState, calls: Calls | CallGroups, *,
     return Billed(
         recs.view(BILL_DTYPE), perm, where, call_lo,
         ledger=_ledger_table(plan, cfg, calls.usage_id, led),
-        notifications=_notes_table(plan, notes), pools=_pools_table(state, flushed, pool_keys),
+        notifications=_notes_table(plan, notes), pools=_pools_table(plan, state, flushed, ks),
         as_of=run_as_of, charged=ks.charged)
 
 
@@ -961,32 +961,68 @@ def _notes_table(plan, notes) -> pa.Table:
         "pool": _take(plan.pool_names, notes.pool, ~is_pool)}, schema=NOTIFICATION_SCHEMA)
 
 
-def _pools_table(state, flushed, pool_keys) -> pa.Table:
+def _pool_labels(plan) -> SimpleNamespace:
+    """Each plan pool's tenant_id and name, the parts of its name, and the
+    ranks that order pools by tenant_id then name; built once per plan."""
+    cached = plan.__dict__.get("_pool_labels")
+    if cached is None:
+        tenant = [plan.tenant_ids[t] for t in plan.pool_tenant.tolist()]
+        cached = _labels(tenant, list(plan.pool_names))
+        plan.__dict__["_pool_labels"] = cached
+    return cached
+
+
+def _labels(tenant: list, name: list) -> SimpleNamespace:
+    parts = [n.split(":", 2) for n in name]
+    col = lambda values: pa.array(values, pa.string())
+    rank = lambda values: np.asarray(pc.rank(col(values), "ascending", tiebreaker="dense"),
+                                     np.int64) if values else np.zeros(0, np.int64)
+    return SimpleNamespace(
+        tenant=col(tenant), name=col(name), capability=col([p[0] for p in parts]),
+        kind=col([p[1] for p in parts]), scope=col([p[2] for p in parts]),
+        tenant_rank=rank(tenant), name_rank=rank(name))
+
+
+def _pools_table(plan, state, flushed, ks) -> pa.Table:
     """Month use per pool: months closed during the run, and every month the
-    state still holds (the current one of each pool)."""
-    rows = {}
-    for p, m, s, u in zip(flushed.pool.tolist(), flushed.month.tolist(), flushed.size.tolist(),
-                          flushed.used.tolist()):
-        tid, name = pool_keys[p]
-        rows[(tid, m, name)] = (s, u)
-    for (tid, name), (m, used, size, _flags) in state.pools.items():
-        if used > 0:
-            rows[(tid, m, name)] = (size, used)
-    keys = sorted(rows)
-    # pool names and months repeat across tenants: split and format each once
-    split = {name: name.split(":", 2) for name in {k[2] for k in keys}}
-    months = {m: month_text(m) for m in {k[1] for k in keys}}
-    parts = [split[k[2]] for k in keys]
-    table = pa.table({
-        "tenant_id": pa.array([k[0] for k in keys], pa.string()),
-        "month": pa.array([months[k[1]] for k in keys], pa.string()),
-        "pool": pa.array([k[2] for k in keys], pa.string()),
-        "capability": pa.array([p[0] for p in parts], pa.string()),
-        "kind": pa.array([p[1] for p in parts], pa.string()),
-        "scope": pa.array([p[2] for p in parts], pa.string()),
-        "size_seconds": pa.array([rows[k][0] for k in keys], pa.int64()),
-        "used_seconds": pa.array([rows[k][1] for k in keys], pa.int64())}, schema=POOL_SCHEMA)
-    return table
+    state still holds (the current one of each pool); a pool-month closed
+    more than once (late calls) shows its last figures, the current month
+    over a closed one. Pools of the plan are taken from the pass's arrays;
+    pools an earlier run's config had (still in the state) by their keys."""
+    labels = _pool_labels(plan)
+    live = ks.p_month >= 0
+    n_p = len(plan.pool_names)
+    # rows: (pool, month, size, used), closed months first, current ones last
+    pool = [flushed.pool.astype(np.int64), np.flatnonzero(live & (ks.p_used > 0))]
+    month = [flushed.month.astype(np.int64), ks.p_month[pool[1]].astype(np.int64)]
+    size = [flushed.size, ks.p_size[pool[1]]]
+    used = [flushed.used, ks.p_used[pool[1]]]
+    if len(state.pools) != int(live.sum()):     # pools the plan does not have
+        ours = {(plan.tenant_ids[t], n) for t, n in zip(plan.pool_tenant.tolist(),
+                                                        plan.pool_names)}
+        extra = [(k, v) for k, v in state.pools.items() if k not in ours and v[1] > 0]
+        labels = _labels(labels.tenant.to_pylist() + [k[0] for k, _ in extra],
+                         labels.name.to_pylist() + [k[1] for k, _ in extra])
+        pool.append(n_p + np.arange(len(extra), dtype=np.int64))
+        month.append(np.array([v[0] for _, v in extra], np.int64))
+        size.append(np.array([v[2] for _, v in extra], np.int64))
+        used.append(np.array([v[1] for _, v in extra], np.int64))
+    pool, month, size, used = (np.concatenate(x) for x in (pool, month, size, used))
+    # the last row of each pool-month
+    key = pool * (1 << 32) + month
+    last = len(key) - 1 - np.unique(key[::-1], return_index=True)[1]
+    order = last[np.lexsort((labels.name_rank[pool[last]], month[last],
+                             labels.tenant_rank[pool[last]]))]
+    at = pa.array(pool[order])
+    months, month_at = np.unique(month[order], return_inverse=True)
+    return pa.table({
+        "tenant_id": labels.tenant.take(at),
+        "month": pa.array([month_text(m) for m in months.tolist()], pa.string()).take(
+            pa.array(month_at.reshape(-1))),
+        "pool": labels.name.take(at), "capability": labels.capability.take(at),
+        "kind": labels.kind.take(at), "scope": labels.scope.take(at),
+        "size_seconds": pa.array(size[order], pa.int64()),
+        "used_seconds": pa.array(used[order], pa.int64())}, schema=POOL_SCHEMA)
 
 
 __all__ = [
