@@ -118,6 +118,16 @@ def test_equal_starts_are_ordered_by_usage_id():
     assert list(offsets) == [0, 4, 6]
 
 
+@settings(max_examples=200, deadline=None)
+@given(ties=st.sets(st.integers(1, 80), max_size=40))
+def test_tie_runs_are_the_ties_and_the_record_before_each_run(ties):
+    ties = np.array(sorted(ties), np.int64)
+    pos, run = billing._tie_runs(ties)
+    want = np.union1d(ties, ties - 1)
+    assert pos.tolist() == want.tolist()
+    assert run.tolist() == (np.cumsum(~np.isin(want, ties)) - 1).tolist()
+
+
 def test_bad_tenant_rows_and_sizes_are_refused():
     cols = _columns(np.random.default_rng(1), 10, 2, 100)
     cols["tenant"][3] = 2

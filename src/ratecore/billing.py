@@ -630,15 +630,32 @@ class CallGroups:
                                                   ranges)))
         if len(ties):
             # runs of equal starts within a cell (equal starts share a
-            # bucket): order each by usage_id, all at once
-            pos = np.union1d(ties, ties - 1)
-            run = np.cumsum(~np.isin(pos, ties)) - 1
-            uid = pc.take(self.usage_id, pa.array(recs["idx"][pos]))
+            # bucket): order each by usage_id, all at once. `ties` is sorted,
+            # so a run is consecutive ties plus the record before the first
+            pos, run = _tie_runs(ties)
+            uid = _take(self.usage_id, recs["idx"][pos].astype(np.int64))
             perm = pc.sort_indices(pa.table({"run": run, "uid": uid}),
                                    sort_keys=[("run", "ascending"), ("uid", "ascending")])
-            recs[pos] = recs[pos][np.asarray(perm)]
+            words = recs.view(np.uint64).reshape(-1, 4)    # 3x numpy's record copies
+            words[pos] = words[pos[np.asarray(perm)]]
         offsets = np.append(cells[self.first_cell], cells[-1])   # where each tenant begins
         return recs, offsets, where
+
+
+def _tie_runs(ties: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, run of each) of the runs of equal starts, from the sorted
+    positions k whose start equals record k-1's: each run is its ties and
+    the record before its first (np.union1d and np.isin did this by
+    hashing: 8 ms for the 20M sample's 34k ties)."""
+    first = np.ones(len(ties), bool)
+    first[1:] = ties[1:] != ties[:-1] + 1
+    run = np.cumsum(first) - 1
+    at = np.arange(len(ties)) + run + 1             # where each tie goes
+    pos = np.empty(len(ties) + int(first.sum()), np.int64)
+    runs = np.empty(len(pos), np.int64)
+    pos[at], runs[at] = ties, run
+    pos[at[first] - 1], runs[at[first] - 1] = ties[first] - 1, run[first]
+    return pos, runs
 
 
 def _grouped(calls: Calls, payer: np.ndarray, n_t: int) -> CallGroups:
