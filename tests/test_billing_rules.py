@@ -650,6 +650,20 @@ def test_lot_expiring_at_call_start_is_already_gone(tmp_path):
                                ("expire", 1, D("-0.90"), D(0))]
 
 
+def test_the_next_lot_expires_on_time_after_an_earlier_one(tmp_path):
+    # after the first lot expires the pass looks ahead to the next one's
+    # expiry; a call half an hour after that must find it gone too
+    both = make(tmp_path, [credits_user()], [fund("2024-01-10T10:00:00Z", "1.00"),
+                                             fund("2024-03-10T10:00:00Z", "1.00", reference="PO-2")])
+    out, ledger, _ = bill(both, [call("c1", GB, 60, "2025-01-10T10:30:00Z"),
+                                 call("c2", GB, 60, "2025-03-10T10:30:00Z")])
+    assert (out["c1"].status, out["c1"].balance_after) == ("charged", D("0.90"))
+    assert (out["c2"].status, out["c2"].balance_after) == ("blocked_no_funds", D(0))
+    assert [(e["kind"], e["time"], e["amount"]) for e in ledger if e["kind"] == "expire"] == [
+        ("expire", ts("2025-01-10T10:00:00Z"), D("-1.00")),
+        ("expire", ts("2025-03-10T10:00:00Z"), D("-0.90"))]
+
+
 def test_empty_lot_expires_silently(tmp_path):
     both = make(tmp_path, [credits_user()], [fund("2024-03-10T10:00:00Z", "0.10")])
     _, ledger, notes = bill(both, [call("c1", GB, 60, "2024-03-11T10:00:00Z")],
