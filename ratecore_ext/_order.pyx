@@ -212,44 +212,76 @@ cdef inline int64_t bucket_of(int64_t start, int64_t lo, int shift, int64_t n_b)
     return <int64_t>((<uint64_t>start - <uint64_t>lo) >> shift)
 
 
+ctypedef struct Cursor:         # a cell's next record and its end
+    int64_t at
+    int64_t end
+
+ctypedef struct TenantCells:    # a tenant's first cell and its cells' time shift
+    int32_t first
+    int32_t shift
+
+
 cdef int64_t scatter(const int32_t* tenant, const int64_t* start, const int32_t* payer,
                      const int32_t* row, const int32_t* billable, const int8_t* service,
                      const int8_t* status, int64_t n, int64_t first, int32_t n_tenants,
                      const int32_t* first_cell, const uint8_t* cell_shift, int64_t lo,
                      int shift, int64_t n_b, CallRec* recs, int64_t* cursor,
-                     const int64_t* ends, int32_t* where) noexcept nogil:
+                     const int64_t* ends, int64_t n_c, int32_t* where) noexcept nogil:
     """Move calls [0, n) to their cells' cursors (call i's cell is
     first_cell[tenant] + ((start - lo) >> cell_shift[tenant]); it becomes
     record idx first + i, and where[first + i] is the record's position);
     returns the first call whose tenant or start is out of range or whose
-    cell is full, else -1, having moved the calls before it."""
-    cdef int64_t i, k
+    cell is full, else -1, having moved the calls before it (-2: no memory
+    for the packed cursors).
+
+    The loop reads a cell's cursor and end, and a tenant's first cell and
+    shift, as one record each (packed here): as separate arrays they were
+    more pointers than registers, reloaded from the stack for every call."""
+    cdef Cursor* cur = <Cursor*> malloc(n_c * sizeof(Cursor) + 1)
+    cdef TenantCells* tc = <TenantCells*> malloc(n_tenants * sizeof(TenantCells) + 1)
+    cdef int64_t i, k, bad = -1
     cdef int32_t t, c
+    cdef uint64_t d, keep = 0 if n_b == 1 else <uint64_t>(-1)
+    cdef CallRec* r
+    if cur == NULL or tc == NULL:
+        free(cur)
+        free(tc)
+        return -2
+    for i in range(n_c):
+        cur[i].at = cursor[i]
+        cur[i].end = ends[i]
+    for i in range(n_tenants):
+        tc[i].first = first_cell[i]
+        tc[i].shift = cell_shift[i]
+    where += first
     for i in range(n):
         t = tenant[i]
-        if t < 0 or t >= n_tenants:
-            return i
-        if n_b == 1:
-            c = first_cell[t]
-        else:
-            if bucket_of(start[i], lo, shift, n_b) < 0:
-                return i
-            c = first_cell[t] + <int32_t>((<uint64_t>start[i] - <uint64_t>lo)
-                                         >> cell_shift[t])
-        if cursor[c] >= ends[c]:
-            return i
-        k = cursor[c]
-        cursor[c] = k + 1
-        recs[k].start = start[i]
-        recs[k].idx = <int32_t>(first + i)
-        recs[k].grouped = <int32_t>k
-        where[first + i] = <int32_t>k
-        recs[k].payer = payer[i]
-        recs[k].row = row[i]
-        recs[k].billable = billable[i]
-        recs[k].service = service[i]
-        recs[k].status = status[i]
-    return -1
+        # one bucket: every call in its tenant's one cell, whatever its start
+        d = (<uint64_t>start[i] - <uint64_t>lo) & keep
+        if t < 0 or t >= n_tenants or (keep and (start[i] < lo or (d >> shift) >= <uint64_t>n_b)):
+            bad = i
+            break
+        c = tc[t].first + <int32_t>(d >> tc[t].shift)
+        k = cur[c].at
+        if k >= cur[c].end:
+            bad = i
+            break
+        cur[c].at = k + 1
+        r = recs + k
+        r.start = start[i]
+        r.idx = <int32_t>(first + i)
+        r.grouped = <int32_t>k
+        where[i] = <int32_t>k
+        r.payer = payer[i]
+        r.row = row[i]
+        r.billable = billable[i]
+        r.service = service[i]
+        r.status = status[i]
+    for i in range(n_c):
+        cursor[i] = cur[i].at
+    free(cur)
+    free(tc)
+    return bad
 
 
 def scatter_calls(const int32_t[::1] tenant, const int64_t[::1] start,
@@ -327,7 +359,10 @@ def scatter_batch(const int32_t[::1] tenant, const int64_t[::1] start,
     with nogil:
         bad = scatter(&tenant[0], &start[0], &payer[0], &row[0], &billable[0], &service[0],
                       &status[0], n, first, <int32_t>n_t, &first_cell[0], &cell_shift[0], lo,
-                      shift, n_b, <CallRec*> &recs_out[0], &cursor[0], &ends[0], &where[0])
+                      shift, n_b, <CallRec*> &recs_out[0], &cursor[0], &ends[0], n_c,
+                      &where[0])
+    if bad == -2:
+        raise MemoryError()
     if bad >= 0:
         t = tenant[bad]
         if t < 0 or t >= n_t:

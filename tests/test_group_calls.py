@@ -333,3 +333,6 @@ def test_time_counts_and_cells_refuse_calls_outside_them():
     cols["start"][:] = 5000 + (1 << counts.shift) * counts.BUCKETS
     with pytest.raises(ValueError, match="outside the counted span"):
         _add(groups, cols, np.arange(1))
+    cols["start"][:] = 999                        # before the span
+    with pytest.raises(ValueError, match="outside the counted span"):
+        _add(groups, cols, np.arange(1))
