@@ -139,6 +139,11 @@ def expiry_of(int64_t t):
     return plus_year(t)
 
 
+ctypedef struct PayerOf:
+    int32_t payer
+    int32_t tenant
+
+
 def payers_of(const int32_t[::1] codes, valid, Py_ssize_t offset,
               const int32_t[::1] by_code, const int32_t[::1] payer_tenant,
               const int32_t[::1] tenant, int32_t[::1] out):
@@ -159,17 +164,30 @@ def payers_of(const int32_t[::1] codes, valid, Py_ssize_t offset,
             raise ValueError("payers_of: validity bitmap too short")
         v = &vmv[0]
     cdef Py_ssize_t n_codes = by_code.shape[0], n_payers = payer_tenant.shape[0]
+    # each code's payer next to that payer's tenant: one random read a call
+    # instead of two (the two tables are 1 MB for the sample's 134k users)
+    cdef PayerOf* of = <PayerOf*> malloc(n_codes * sizeof(PayerOf) + 1)
+    if of == NULL:
+        raise MemoryError()
     with nogil:
+        for c in range(n_codes):
+            p = by_code[c]
+            of[c].payer = p
+            # a payer out of range is no payer (its tenant matches none)
+            of[c].tenant = payer_tenant[p] if 0 <= p < n_payers else -1
+            if p >= n_payers:
+                of[c].payer = -1
         for i in range(n):
             j = offset + i
             p = -1
             if v == NULL or (v[j >> 3] >> (j & 7)) & 1:
                 c = codes[j]
                 if 0 <= c < n_codes:
-                    p = by_code[c]
-                    if p >= 0 and (p >= n_payers or payer_tenant[p] != tenant[i]):
+                    p = of[c].payer
+                    if p >= 0 and of[c].tenant != tenant[i]:
                         p = -1
             out[i] = p
+    free(of)
 
 
 # ---- the pass ----------------------------------------------------------
