@@ -172,11 +172,9 @@ def payers_of(const int32_t[::1] codes, valid, Py_ssize_t offset,
     with nogil:
         for c in range(n_codes):
             p = by_code[c]
-            of[c].payer = p
-            # a payer out of range is no payer (its tenant matches none)
+            # a payer index out of range is no payer; negative codes pass
+            of[c].payer = -1 if p >= n_payers else p
             of[c].tenant = payer_tenant[p] if 0 <= p < n_payers else -1
-            if p >= n_payers:
-                of[c].payer = -1
         for i in range(n):
             j = offset + i
             p = -1
