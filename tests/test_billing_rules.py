@@ -30,7 +30,7 @@ from billing_harness import Both, card_update, fund, lic, tenant, write_config
 from conftest import cdr, deck_row, ts, write_csv
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ratecore._billing import payers_of
+from ratecore._billing import pair_payers, payers_of
 
 from ratecore import billing, pricing
 
@@ -990,7 +990,7 @@ def test_payers_of_matches_its_rule_on_any_codes(n_codes, n_payers, seed, offset
     valid_bits = rng.integers(0, 2, offset + n).astype(bool) if nulls else None
     valid = np.packbits(valid_bits, bitorder="little") if nulls else None
     out = np.empty(n, np.int32)
-    payers_of(codes, valid, offset, by_code, payer_tenant, tenant, out)
+    payers_of(codes, valid, offset, pair_payers(by_code, payer_tenant), tenant, out)
     want = []
     for i in range(n):
         j, p = offset + i, -1

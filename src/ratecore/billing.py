@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ratecore import buffers, fields
-from ratecore._billing import Pass, payers_of, unpack
+from ratecore._billing import Pass, pair_payers, payers_of, unpack
 from ratecore._order import (
     in_cache_records,
     scatter_batch,
@@ -119,15 +119,15 @@ class Plan:
             return np.concatenate(parts) if parts else np.zeros(0, np.int32)
         if not pa.types.is_dictionary(user_id.type):
             user_id = pc.dictionary_encode(user_id)
-        by_code, payer_tenant = self._payers_by_code(user_id.dictionary)
+        pairs, several = self._payers_by_code(user_id.dictionary)
         indices = user_id.indices.cast(pa.int32())
         validity, data = indices.buffers()
         payer = np.empty(len(user_id), np.int32)
         payers_of(np.frombuffer(data, np.int32),
                   None if validity is None or not indices.null_count
                   else np.frombuffer(validity, np.uint8), indices.offset,
-                  by_code, payer_tenant, np.ascontiguousarray(tenant_row, np.int32), payer)
-        if (by_code == -2).any():
+                  pairs, np.ascontiguousarray(tenant_row, np.int32), payer)
+        if several:
             rows = np.flatnonzero(payer == -2)
             user = pc.take(user_id, pa.array(rows)).cast(pa.string())
             keys = pc.binary_join_element_wise(
@@ -136,11 +136,12 @@ class Plan:
         return payer
 
     def _payers_by_code(self, dictionary: pa.Array):
-        """(payer of each code of a user_id dictionary, -1 not licensed, -2
-        licensed in several tenants; tenant row of each payer). The last
-        dictionary's answer is kept: a run's batches, sliced from one table
-        or read from one file, share theirs (same buffers), and looking up
-        its 300k users again for every batch cost 30 ms each time."""
+        """((payer, its tenant row) of each code of a user_id dictionary, as
+        payers_of reads them: payer -1 not licensed, -2 licensed in several
+        tenants; whether any is -2). The last dictionary's answer is kept: a
+        run's batches, sliced from one table or read from one file, share
+        theirs (same buffers), and looking up its 300k users again for every
+        batch cost 30 ms each time."""
         key = (len(dictionary), dictionary.offset, dictionary.type,
                tuple(b.address if b is not None else 0 for b in dictionary.buffers()))
         last = self.__dict__.get("_last_codes")
@@ -151,9 +152,10 @@ class Plan:
                          .fill_null(-1)).astype(np.int64)
         # index -1 (not licensed) reads the -1 appended at the end
         by_code = np.append(by_user, np.int32(-1))[hit]
+        pairs, several = pair_payers(by_code, payer_tenant), bool((by_code == -2).any())
         # the key holds addresses only: keep the dictionary so they stay its
-        self.__dict__["_last_codes"] = (key, by_code, payer_tenant, dictionary)
-        return by_code, payer_tenant
+        self.__dict__["_last_codes"] = (key, pairs, several, dictionary)
+        return pairs, several
 
     def _payers_by_user(self):
         """(payer of each distinct licensed user or -2 if in several tenants,
