@@ -13,9 +13,11 @@
 #   shorter prefix of the same table, -1 at the root) and its versions
 #   sorted by effective_from; a version maps an effective window
 #   [eff_from, eff_to) in UTC microseconds to a deck row. A node with one
-#   version carries it inline, so the common lookup touches one cache line.
+#   version carries it inline, so the common lookup touches one cache line;
+#   the versions of the others are [first, end) in node_versions.
 # Nodes, versions and row terms are arrays of structs (numpy structured
-# arrays in Python) so each step of a lookup is one cache line.
+# arrays in Python) so each step of a lookup is one cache line: nodes and
+# row terms start on a cache line and their sizes divide 64.
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
 
@@ -39,13 +41,13 @@ cdef enum Rounding:
     ROUND_DOWN = 3
 
 cdef struct Node:
-    # one distinct (table, prefix); 40 bytes, mirrored by deck.NODE_DTYPE
+    # one distinct (table, prefix); 32 bytes, so in one cache line of the
+    # 64-byte aligned array (40 bytes put half the nodes across two lines,
+    # and the kernel prefetches one). Mirrored by deck.NODE_DTYPE.
     int64_t eff_from       # the window of its only version (when row >= 0)
     int64_t eff_to
     int32_t row            # deck row of its only version; -1 if it has several
     int32_t parent         # next shorter prefix of the same table, or -1
-    int32_t vstart         # its versions: [vstart, vend) of Tables.versions
-    int32_t vend
     int8_t plen            # prefix length in digits
 
 cdef struct Version:
@@ -55,22 +57,25 @@ cdef struct Version:
     int32_t row
 
 cdef struct RowTerms:
-    # price terms of one deck row; 48 bytes, mirrored by deck.ROW_DTYPE
-    int64_t rate           # micro-units per minute
-    int64_t connect_fee    # micro-units
-    int64_t min_charge     # micro-units
-    int64_t quantum        # 10**(6 - decimals): the rounding step in micro-units
+    # price terms of one deck row; 64 bytes, one cache line of the 64-byte
+    # aligned array, with the terms pricing reads first (inc1 to blocked).
+    # Mirrored by deck.ROW_DTYPE.
     int32_t inc1           # initial increment, seconds
     int32_t inc2           # next increment, seconds
     int8_t rounding
     int8_t blocked
     int8_t number_class
+    int64_t rate           # micro-units per minute
+    int64_t connect_fee    # micro-units
+    int64_t min_charge     # micro-units
+    int64_t quantum        # 10**(6 - decimals): the rounding step in micro-units
 
 cdef struct Tables:
     const int32_t* bucket
     const int64_t* range_start
     const int32_t* range_node
     const Node* nodes
+    const int32_t* node_versions   # [2 * node, 2 * node + 1]: its [first, end) version
     const Version* versions
     const RowTerms* rows
 
@@ -89,7 +94,7 @@ cdef inline int32_t resolve(const Tables* tb, int32_t node, int ndigits,
                 if nd.eff_from <= at and at < nd.eff_to:
                     return nd.row
             else:
-                for v in range(nd.vstart, nd.vend):
+                for v in range(tb.node_versions[2 * node], tb.node_versions[2 * node + 1]):
                     if tb.versions[v].eff_from <= at and at < tb.versions[v].eff_to:
                         return tb.versions[v].row
         node = nd.parent
@@ -156,6 +161,7 @@ cdef inline Tables tables_from(object t) except *:
     cdef const int64_t[::1] range_start = t.range_start
     cdef const int32_t[::1] range_node = t.range_node
     cdef const uint8_t[::1] nodes = t.nodes.view("u1")
+    cdef const int32_t[:, ::1] node_versions = t.node_versions
     cdef const uint8_t[::1] versions = t.versions.view("u1")
     cdef const uint8_t[::1] rows = t.row_terms.view("u1")
     cdef Tables tb
@@ -163,6 +169,7 @@ cdef inline Tables tables_from(object t) except *:
     tb.range_start = &range_start[0]
     tb.range_node = &range_node[0]
     tb.nodes = <const Node*> &nodes[0]
+    tb.node_versions = &node_versions[0, 0]
     tb.versions = <const Version*> &versions[0]
     tb.rows = <const RowTerms*> &rows[0]
     return tb

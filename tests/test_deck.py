@@ -191,3 +191,15 @@ def test_struct_layout_matches_numpy_dtypes():
     assert _lookup.STRUCT_SIZES == {"Node": NODE_DTYPE.itemsize,
                                     "Version": VERSION_DTYPE.itemsize,
                                     "RowTerms": ROW_DTYPE.itemsize}
+
+
+def test_nodes_and_priced_terms_each_sit_in_one_cache_line(tmp):
+    """The pricing kernel prefetches one line per node and per deck row: the
+    arrays start on a line, no node crosses one, and a row's first 16 bytes
+    (increments, blocked: all pricing reads) never do."""
+    book = load_rate_book(write_deck(tmp / "d.csv", [deck_row(str(p)) for p in range(10, 99)]))
+    for arr, read in ((book.nodes, book.nodes.dtype.itemsize), (book.row_terms, 16)):
+        assert arr.ctypes.data % 64 == 0
+        start = np.arange(len(arr)) * arr.dtype.itemsize
+        assert (start // 64 == (start + read - 1) // 64).all()
+    assert book.row_terms.dtype.fields["blocked"][1] < 16
