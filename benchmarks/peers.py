@@ -54,7 +54,7 @@ def sql_deck(book: RateBook) -> SqlDeck:
     table = deck_idx * len(SERVICES) + svc
     first = book.bucket[:: N_BUCKETS + 1][:n_tables]
     bounds = np.append(first, len(book.range_start))
-    n_nodes = int(book.nodes["vend"].astype(bool).sum()) if n else 0
+    n_nodes = len(book.nodes) if n else 0
     nodes = book.nodes[:n_nodes]
     r_t, r_start, r_node = [], [], []
     for t in range(n_tables):
@@ -71,7 +71,8 @@ def sql_deck(book: RateBook) -> SqlDeck:
         r_start.append(starts)
         r_node.append(node)
     node = np.concatenate(r_node)
-    counts = (nodes["vend"] - nodes["vstart"]).astype(np.int64)
+    vstart, vend = book.node_versions[:n_nodes].T
+    counts = (vend - vstart).astype(np.int64)
     terms = book.row_terms[:n]
     prefix = rows.column("prefix")
     return SqlDeck(
@@ -270,9 +271,10 @@ def numpy_price(book: RateBook, cdrs: pa.Table, tenants) -> dict[int, int]:
             fits = nd["plen"] <= kk[todo]
             hit = fits & (nd["row"] >= 0) & (nd["eff_from"] <= tt[todo]) & (tt[todo] < nd["eff_to"])
             multi = np.flatnonzero(fits & (nd["row"] < 0))
-            for j in range(int((nd["vend"] - nd["vstart"])[multi].max(initial=0))):
-                m = multi[(nd["vstart"][multi] + j) < nd["vend"][multi]]
-                v = versions[nd["vstart"][m] + j]
+            vs, ve = book.node_versions[node[todo]].T
+            for j in range(int((ve - vs)[multi].max(initial=0))):
+                m = multi[(vs[multi] + j) < ve[multi]]
+                v = versions[vs[m] + j]
                 ok = (v["eff_from"] <= tt[todo[m]]) & (tt[todo[m]] < v["eff_to"]) & ~hit[m]
                 row[todo[m[ok]]] = v["row"][ok]
                 hit[m[ok]] = True
