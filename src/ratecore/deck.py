@@ -38,8 +38,9 @@ SPACE = 10**15
 
 # Arrays of structs read by the kernels: these mirror Node, Version and
 # RowTerms in ratecore_ext/_tables.pxd field for field (tests check sizes).
-# Nodes (32 bytes) and row terms (64) are read at random, one line each:
-# their arrays start on a cache line (`_line_aligned`).
+# Nodes (32 bytes) and row terms (48) are read at random: their arrays start
+# on a cache line (`_line_aligned`), so a node never crosses one, nor do the
+# 16 bytes of a row that pricing reads (its increments come first).
 NODE_DTYPE = np.dtype([("eff_from", "<i8"), ("eff_to", "<i8"), ("row", "<i4"),
                        ("parent", "<i4"), ("plen", "i1")], align=True)
 VERSION_DTYPE = np.dtype([("eff_from", "<i8"), ("eff_to", "<i8"), ("row", "<i4")], align=True)
