@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ratecore import fields
+from ratecore import buffers, fields
 from ratecore._lookup import N_BUCKETS, flatten
 from ratecore.errors import DeckError, InputError, Problem
 
@@ -39,8 +39,8 @@ SPACE = 10**15
 # Arrays of structs read by the kernels: these mirror Node, Version and
 # RowTerms in ratecore_ext/_tables.pxd field for field (tests check sizes).
 # Nodes (32 bytes) and row terms (48) are read at random: their arrays start
-# on a cache line (`_line_aligned`), so a node never crosses one, nor do the
-# 16 bytes of a row that pricing reads (its increments come first).
+# on a cache line (`buffers.zeros_on_line`), so a node never crosses one,
+# nor do the 16 bytes of a row that pricing reads (its increments first).
 NODE_DTYPE = np.dtype([("eff_from", "<i8"), ("eff_to", "<i8"), ("row", "<i4"),
                        ("parent", "<i4"), ("plen", "i1")], align=True)
 VERSION_DTYPE = np.dtype([("eff_from", "<i8"), ("eff_to", "<i8"), ("row", "<i4")], align=True)
@@ -48,14 +48,6 @@ ROW_DTYPE = np.dtype([("inc1", "<i4"), ("inc2", "<i4"), ("rounding", "i1"),
                       ("blocked", "i1"), ("number_class", "i1"), ("rate", "<i8"),
                       ("connect_fee", "<i8"), ("min_charge", "<i8"), ("quantum", "<i8")],
                      align=True)
-CACHE_LINE = 64
-
-
-def _line_aligned(n: int, dtype: np.dtype) -> np.ndarray:
-    """Zeroed array of `n` structs starting on a cache line."""
-    raw = np.zeros(n * dtype.itemsize + CACHE_LINE, np.uint8)
-    at = -raw.ctypes.data % CACHE_LINE
-    return raw[at:at + n * dtype.itemsize].view(dtype)
 
 
 def _country_codes() -> frozenset[str]:
@@ -299,22 +291,22 @@ class RateBook:
         n_nodes = len(node_first)
         node_vend = np.append(node_first[1:], n).astype(np.int32)
         single = (node_vend - node_first) == 1
-        nodes = _line_aligned(max(n_nodes, 1), NODE_DTYPE)
+        nodes = buffers.zeros_on_line(max(n_nodes, 1), NODE_DTYPE)
         nodes["eff_from"][:n_nodes] = np.where(single, eff_from[order][node_first], 0)
         nodes["eff_to"][:n_nodes] = np.where(single, eff_to[order][node_first], 0)
         nodes["row"][:n_nodes] = np.where(single, order[node_first], -1)
         nodes["parent"][:n_nodes] = node_parent
+        nodes["plen"][:n_nodes] = node_len
         node_versions = np.zeros((max(n_nodes, 1), 2), np.int32)
         node_versions[:n_nodes, 0] = node_first
         node_versions[:n_nodes, 1] = node_vend
-        nodes["plen"][:n_nodes] = node_len
 
         versions = np.zeros(max(n, 1), dtype=VERSION_DTYPE)
         versions["eff_from"][:n] = eff_from[order]
         versions["eff_to"][:n] = eff_to[order]
         versions["row"][:n] = order
 
-        terms = _line_aligned(max(n, 1), ROW_DTYPE)
+        terms = buffers.zeros_on_line(max(n, 1), ROW_DTYPE)
         terms["rate"][:n] = np.asarray(rows.column("rate"))
         terms["connect_fee"][:n] = np.asarray(rows.column("connect_fee"))
         terms["min_charge"][:n] = np.asarray(rows.column("min_charge"))
